@@ -1,0 +1,79 @@
+// Package authwire is the NATS request/reply contract of the auth service:
+// the subjects, the JSON bodies, a client (Login, FetchPublicKey) for the
+// services that need auth without importing it (edges), and a Responder
+// that the auth service uses to serve the same structs.
+//
+// herald.auth.login: request {"username","password"}; reply
+// {"token","expires_at","user","permissions"} or {"error","code"}.
+// herald.auth.keys: empty request; reply {"public_key":"<base64>"}.
+package authwire
+
+import (
+	"errors"
+	"time"
+)
+
+// Subjects served by the auth service.
+const (
+	SubjectLogin = "herald.auth.login"
+	SubjectKeys  = "herald.auth.keys"
+)
+
+// QueueGroup is the queue group every auth replica subscribes with, so each
+// request is answered once however many replicas run.
+const QueueGroup = "herald-auth"
+
+// Error codes carried in a reply's "code".
+const (
+	CodeUnauthorized = "unauthorized"
+	CodeBadRequest   = "bad_request"
+	CodeInternal     = "internal"
+)
+
+// DefaultTimeout bounds a request whose context has no deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Errors returned by the client functions, wrapped with the detail.
+var (
+	// ErrUnauthorized means the auth service refused the credentials.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrBadRequest means the auth service refused the request as malformed
+	// (e.g. an empty user name).
+	ErrBadRequest = errors.New("bad auth request")
+	// ErrUnavailable means no auth service answered: no responders, a
+	// timeout, or the NATS connection is closed.
+	ErrUnavailable = errors.New("auth service unavailable")
+	// ErrInternal means the auth service answered with an internal error or
+	// a reply that could not be understood.
+	ErrInternal = errors.New("auth service error")
+)
+
+// LoginRequest is the body of a herald.auth.login request.
+type LoginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// LoginReply is the body of a herald.auth.login reply: either the token
+// fields or Error and Code are set.
+type LoginReply struct {
+	Token       string    `json:"token,omitempty"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	User        string    `json:"user,omitempty"`
+	Permissions []string  `json:"permissions,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Code        string    `json:"code,omitempty"`
+}
+
+// KeysReply is the body of a herald.auth.keys reply.
+type KeysReply struct {
+	PublicKey string `json:"public_key,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Code      string `json:"code,omitempty"`
+}
+
+// LoginError returns a failed LoginReply with code and a message for the
+// client; msg must not carry internal details.
+func LoginError(code, msg string) LoginReply {
+	return LoginReply{Error: msg, Code: code}
+}
