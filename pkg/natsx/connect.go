@@ -1,0 +1,140 @@
+package natsx
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultURL is where a standalone service looks for NATS unless told.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// Config is how a standalone service reaches a NATS cluster.
+type Config struct {
+	// URL is one NATS URL or a comma-separated list of them.
+	URL string
+}
+
+// RegisterFlags registers nats.url on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.URL, "nats.url", DefaultURL, "NATS server URL, or a comma-separated list of URLs")
+}
+
+// Validate reports a missing or unparsable URL.
+func (c Config) Validate() error {
+	if strings.TrimSpace(c.URL) == "" {
+		return errors.New("nats.url: must not be empty")
+	}
+	for u := range strings.SplitSeq(c.URL, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil {
+			return fmt.Errorf("nats.url: %w", err)
+		}
+		if p.Host == "" {
+			return fmt.Errorf("nats.url: %q has no host", u)
+		}
+	}
+	return nil
+}
+
+// Connection defaults: reconnect forever (a service outlives NATS
+// restarts), buffer a little while disconnected, and bound the final drain.
+const (
+	reconnectWait  = 500 * time.Millisecond
+	drainTimeout   = 10 * time.Second
+	maxConnectWait = 2 * time.Second
+)
+
+// Connect dials url (one URL or a comma-separated list) as name and keeps
+// reconnecting forever once connected. The first connection is retried
+// with backoff until it succeeds or ctx is done, so a service may start
+// before NATS does; pass a ctx with a deadline to bound that. Disconnects,
+// reconnects and asynchronous errors (slow consumers included) are logged
+// on log.
+func Connect(ctx context.Context, url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	all := append(handlers(log, name),
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		nats.DrainTimeout(drainTimeout),
+	)
+	all = append(all, opts...)
+	wait := 50 * time.Millisecond
+	for {
+		nc, err := nats.Connect(url, all...)
+		if err == nil {
+			return nc, nil
+		}
+		log.Warn("nats connect failed; retrying", "url", url, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to nats %s as %s: %w (last error: %w)", url, name, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, maxConnectWait)
+	}
+}
+
+// Connect dials c.URL; see the package function Connect.
+func (c Config) Connect(ctx context.Context, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	return Connect(ctx, c.URL, name, log, opts...)
+}
+
+// Drain drains nc (subscriptions first, then pending publishes) and waits,
+// at most timeout, until it is closed; it closes nc regardless on timeout.
+func Drain(nc *nats.Conn, timeout time.Duration) error {
+	if nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("drain nats: %w", err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		nc.Close()
+		return fmt.Errorf("drain nats: not closed within %s", timeout)
+	}
+}
+
+// handlers logs connection state changes. A slow consumer means this
+// process dropped messages: it is logged as an error with the subject.
+func handlers(log *slog.Logger, name string) []nats.Option {
+	log = log.With("component", "nats", "conn", name)
+	return []nats.Option{
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			attrs := []any{"err", err}
+			if sub != nil {
+				attrs = append(attrs, "subject", sub.Subject)
+				if errors.Is(err, nats.ErrSlowConsumer) {
+					if n, _, perr := sub.Pending(); perr == nil {
+						attrs = append(attrs, "pending", n)
+					}
+				}
+			}
+			log.Error("nats async error", attrs...)
+		}),
+	}
+}
