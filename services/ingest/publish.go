@@ -1,0 +1,107 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/subject"
+)
+
+// ErrUnavailable is wrapped by Publish errors that come from NATS (unreachable, no
+// acknowledgement in time, stream missing) rather than from the event itself.
+var ErrUnavailable = errors.New("ingest: event bus unavailable")
+
+// Bounds on the retries while the stream cannot be ensured: quick at first, since NATS is
+// often just starting, and never more often than every few seconds after.
+const (
+	ensureFirstBackoff = 100 * time.Millisecond
+	ensureMaxBackoff   = 5 * time.Second
+)
+
+// Publish normalizes ev in place (time, scope, null object), validates it and stores it in
+// the event stream, returning the stream sequence once NATS has acknowledged it. Errors
+// wrap event.ErrInvalid for a bad event and ErrUnavailable for NATS failures; when ctx ends
+// first, the error wraps ctx.Err(). The payload is exactly json.Marshal(ev), the canonical
+// form every edge decodes.
+func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
+	if ev == nil {
+		return 0, fmt.Errorf("%w: event: must be set", event.ErrInvalid)
+	}
+	ev.Normalize(time.Now())
+	if err := ev.Validate(); err != nil {
+		return 0, err
+	}
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		// Validate has checked Object and Original are valid JSON; nothing else can fail.
+		return 0, fmt.Errorf("%w: %w", event.ErrInvalid, err)
+	}
+	subj := subject.ForEvent(ev)
+
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: stream %s not ready: %w", ErrUnavailable, StreamName, ctx.Err())
+	}
+	// ExpectStream makes NATS refuse the message unless it lands in our stream, so an
+	// acknowledgement always means "stored in HERALD_EVENTS".
+	ack, err := s.js.Publish(ctx, subj, payload, jetstream.WithExpectStream(StreamName))
+	if err != nil {
+		return 0, fmt.Errorf("%w: publish %s: %w", ErrUnavailable, subj, err)
+	}
+	return ack.Sequence, nil
+}
+
+// streamConfig is the HERALD_EVENTS configuration derived from the service settings.
+func (s *Service) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Herald events, kept so reconnecting clients can catch up",
+		Subjects:    []string{subject.EventsWildcard},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      s.cfg.StreamMaxAge,
+		MaxBytes:    s.cfg.StreamMaxBytes,
+		Replicas:    s.cfg.StreamReplicas,
+	}
+}
+
+// ensureStream creates HERALD_EVENTS or updates its limits, retrying with a bounded backoff
+// while NATS is unreachable. An error from the JetStream API (a rejected configuration,
+// JetStream disabled) is returned at once: retrying would not fix it.
+func (s *Service) ensureStream(ctx context.Context) error {
+	backoff := ensureFirstBackoff
+	for {
+		err := s.tryEnsureStream(ctx)
+		if err == nil {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return fmt.Errorf("ingest: ensure stream %s: %w", StreamName, err)
+		}
+		s.log.Warn("event stream not ready, retrying", "stream", StreamName, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, ensureMaxBackoff)
+	}
+}
+
+func (s *Service) tryEnsureStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	_, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
+	return err
+}
