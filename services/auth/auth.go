@@ -1,0 +1,267 @@
+// Package auth is Herald's auth service: users with bcrypt-hashed
+// passwords, a bootstrap admin, and Ed25519-signed tokens (pkg/token)
+// issued over HTTP (JSON and Salt's /login), gRPC (herald.v1.AuthService)
+// and NATS (pkg/authwire). Edges verify tokens locally with the public key.
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/heraldhq/herald/pkg/authwire"
+	"github.com/heraldhq/herald/pkg/token"
+)
+
+// AdminUser is the bootstrap administrator's name.
+const AdminUser = "admin"
+
+// AdminPermissions are granted to the bootstrap administrator: everything.
+var AdminPermissions = []string{"*.*.*"}
+
+// Defaults for zero Config fields.
+const (
+	DefaultTokenTTL           = time.Hour
+	DefaultLoginMaxFailures   = 10
+	DefaultLoginFailureWindow = time.Minute
+)
+
+// maxUsernameBytes bounds user names everywhere (login, users file).
+const maxUsernameBytes = 256
+
+// Config configures the auth service. Zero values mean the documented
+// default.
+type Config struct {
+	// AdminPassword is the bootstrap admin's password (secret). Empty: keep
+	// an admin already in the store, else generate one and log it once.
+	AdminPassword string
+	// UsersFile is an optional JSON list of users (see UserSpec).
+	UsersFile string
+	// SigningKeyFile is an Ed25519 PKCS #8 PEM private key. Empty: a key is
+	// generated in memory, so tokens die with the process and replicas do
+	// not accept each other's tokens.
+	SigningKeyFile string
+	// TokenTTL is how long issued tokens live (default 1h).
+	TokenTTL time.Duration
+	// BcryptCost is the cost of newly hashed passwords (default
+	// bcrypt.DefaultCost; tests use bcrypt.MinCost).
+	BcryptCost int
+	// LoginMaxFailures is how many failed logins a user name may have within
+	// LoginFailureWindow before further attempts are refused until the
+	// window ends (default 10; negative disables the limit).
+	LoginMaxFailures int
+	// LoginFailureWindow is the window of LoginMaxFailures (default 1m).
+	LoginFailureWindow time.Duration
+}
+
+// RegisterFlags registers the auth.* flags on fs.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.AdminPassword, "auth.admin-password", c.AdminPassword,
+		"password of the bootstrap user admin (secret; also HERALD_ADMIN_PASSWORD); empty generates one and logs it once")
+	fs.StringVar(&c.UsersFile, "auth.users-file", c.UsersFile,
+		`JSON list of users: [{"name","password" or "password_hash","permissions"}]`)
+	fs.StringVar(&c.SigningKeyFile, "auth.signing-key-file", c.SigningKeyFile,
+		"Ed25519 PKCS#8 PEM signing key; empty generates one in memory (dev only: tokens die on restart)")
+	fs.DurationVar(&c.TokenTTL, "auth.token-ttl", DefaultTokenTTL, "lifetime of issued tokens")
+	fs.IntVar(&c.BcryptCost, "auth.bcrypt-cost", bcrypt.DefaultCost, "bcrypt cost of password hashes")
+	fs.IntVar(&c.LoginMaxFailures, "auth.login-max-failures", DefaultLoginMaxFailures,
+		"failed logins per user name within auth.login-failure-window before refusing (negative: no limit)")
+	fs.DurationVar(&c.LoginFailureWindow, "auth.login-failure-window", DefaultLoginFailureWindow,
+		"window of auth.login-max-failures")
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.TokenTTL < 0 {
+		errs = append(errs, errors.New("auth.token-ttl: must not be negative"))
+	}
+	if c.BcryptCost != 0 && (c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost) {
+		errs = append(errs, fmt.Errorf("auth.bcrypt-cost: must be in [%d, %d]", bcrypt.MinCost, bcrypt.MaxCost))
+	}
+	if c.LoginFailureWindow < 0 {
+		errs = append(errs, errors.New("auth.login-failure-window: must not be negative"))
+	}
+	if len(c.AdminPassword) > maxPasswordBytes {
+		errs = append(errs, fmt.Errorf("auth.admin-password: longer than %d bytes", maxPasswordBytes))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	if c.TokenTTL == 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = bcrypt.DefaultCost
+	}
+	if c.LoginMaxFailures == 0 {
+		c.LoginMaxFailures = DefaultLoginMaxFailures
+	}
+	if c.LoginFailureWindow == 0 {
+		c.LoginFailureWindow = DefaultLoginFailureWindow
+	}
+	return c
+}
+
+// Deps are the service's collaborators.
+type Deps struct {
+	// NC carries the authwire subjects; nil: Run serves no NATS.
+	NC *nats.Conn
+	// Log is the logger; nil discards.
+	Log *slog.Logger
+	// Store holds users; nil: a new MemoryStore.
+	Store Store
+	// Now is the clock for tokens and the login limiter; nil: time.Now.
+	Now func() time.Time
+}
+
+// Service issues tokens to users who prove their password.
+type Service struct {
+	cfg      Config
+	nc       *nats.Conn
+	log      *slog.Logger
+	store    Store
+	hasher   *hasher
+	issuer   *token.Issuer
+	verifier token.Verifier
+	limiter  *failureLimiter
+}
+
+// bootstrapTimeout bounds the store writes New makes.
+const bootstrapTimeout = 10 * time.Second
+
+// New checks cfg, loads or generates the signing key, loads the users file
+// and makes sure the admin user exists. It starts nothing; the only I/O is
+// reading the configured files and writing the bootstrap users to the store.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	s := &Service{cfg: cfg, nc: deps.NC, log: deps.Log, store: deps.Store}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "auth")
+	if s.store == nil {
+		s.store = NewMemoryStore()
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	var err error
+	if s.hasher, err = newHasher(cfg.BcryptCost); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	priv, err := s.signingKey()
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	s.issuer = token.NewIssuer(priv, cfg.TokenTTL, token.WithClock(now))
+	s.verifier = token.NewVerifier(s.issuer.PublicKey(), token.WithClock(now))
+	s.limiter = newFailureLimiter(cfg.LoginMaxFailures, cfg.LoginFailureWindow, now)
+
+	ctx, cancel := context.WithTimeout(context.Background(), bootstrapTimeout)
+	defer cancel()
+	if err := s.loadUsers(ctx); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Service) signingKey() (ed25519.PrivateKey, error) {
+	if s.cfg.SigningKeyFile != "" {
+		return token.LoadPrivateKeyPEM(s.cfg.SigningKeyFile)
+	}
+	s.log.Warn("no auth.signing-key-file: using a key generated in memory; tokens will not survive a restart, and replicas need one shared key file")
+	return token.GenerateKey()
+}
+
+func (s *Service) loadUsers(ctx context.Context) error {
+	if s.cfg.UsersFile == "" {
+		return nil
+	}
+	specs, err := LoadUsersFile(s.cfg.UsersFile)
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		u, err := spec.user(s.hasher)
+		if err != nil {
+			return fmt.Errorf("users file %s: %w", s.cfg.UsersFile, err)
+		}
+		if err := s.store.PutUser(ctx, u); err != nil {
+			return fmt.Errorf("users file %s: %w", s.cfg.UsersFile, err)
+		}
+	}
+	s.log.Info("users loaded", "file", s.cfg.UsersFile, "count", len(specs))
+	return nil
+}
+
+// bootstrapAdmin makes sure "admin" can log in: a configured password
+// always wins (it is how an operator resets it); otherwise an admin already
+// in the store (or the users file) is kept; otherwise a password is
+// generated and logged exactly once, since nobody could log in without it.
+func (s *Service) bootstrapAdmin(ctx context.Context) error {
+	password := s.cfg.AdminPassword
+	if password == "" {
+		_, err := s.store.GetUser(ctx, AdminUser)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrUserNotFound) {
+			return fmt.Errorf("bootstrap admin: %w", err)
+		}
+		password = generatePassword()
+	}
+	hash, err := s.hasher.hash(password)
+	if err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	u := User{Name: AdminUser, PasswordHash: hash, Permissions: append([]string(nil), AdminPermissions...)}
+	if err := s.store.PutUser(ctx, u); err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	if s.cfg.AdminPassword == "" {
+		// The one place a secret is logged, on purpose: it is the only way to
+		// learn it. Set HERALD_ADMIN_PASSWORD to avoid it.
+		s.log.Warn("generated password for user admin; it is shown only this once (set HERALD_ADMIN_PASSWORD to choose it)",
+			"user", AdminUser, "password", password)
+	}
+	return nil
+}
+
+// Verifier returns a verifier for this service's tokens, for an edge in the
+// same process.
+func (s *Service) Verifier() token.Verifier { return s.verifier }
+
+// PublicKey returns the key that verifies this service's tokens.
+func (s *Service) PublicKey() ed25519.PublicKey { return s.issuer.PublicKey() }
+
+// Run serves the authwire NATS subjects in queue group authwire.QueueGroup
+// until ctx is done, then drains those subscriptions and returns nil.
+// Without a NATS connection it only waits for ctx.
+func (s *Service) Run(ctx context.Context) error {
+	if s.nc == nil {
+		<-ctx.Done()
+		return nil
+	}
+	r := authwire.Responder{Login: s.natsLogin, PublicKey: s.PublicKey(), Log: s.log}
+	s.log.Info("serving auth on NATS", "subjects", []string{authwire.SubjectLogin, authwire.SubjectKeys}, "queue", authwire.QueueGroup)
+	if err := r.Serve(ctx, s.nc, authwire.QueueGroup); err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/heraldhq/herald/pkg/authwire"
+)
+
+// natsLogin adapts Login to the authwire reply shape.
+func (s *Service) natsLogin(ctx context.Context, req authwire.LoginRequest) authwire.LoginReply {
+	sess, err := s.Login(ctx, req.Username, req.Password)
+	switch {
+	case err == nil:
+		return authwire.LoginReply{
+			Token:       sess.Token,
+			ExpiresAt:   sess.Claims.ExpiresAt,
+			User:        sess.Claims.Subject,
+			Permissions: sess.Claims.Permissions,
+		}
+	case errors.Is(err, ErrInvalidRequest):
+		return authwire.LoginError(authwire.CodeBadRequest, err.Error())
+	case errors.Is(err, ErrBadCredentials), errors.Is(err, ErrTooManyAttempts):
+		return authwire.LoginError(authwire.CodeUnauthorized, err.Error())
+	default:
+		s.log.LogAttrs(ctx, slog.LevelError, "login over NATS failed", slog.String("principal", req.Username), slog.Any("err", err))
+		return authwire.LoginError(authwire.CodeInternal, "internal error")
+	}
+}
