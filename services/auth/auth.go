@@ -64,7 +64,9 @@ type Config struct {
 // RegisterFlags registers the auth.* flags on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminPassword, "auth.admin-password", c.AdminPassword,
-		"password of the bootstrap user admin (secret; also HERALD_ADMIN_PASSWORD); empty generates one and logs it once")
+		"password of the bootstrap user admin (secret); empty generates one and logs it once")
+	fs.Var(fallbackString{&c.AdminPassword}, AdminPasswordAlias,
+		"alias of auth.admin-password used only when that is unset; read from HERALD_ADMIN_PASSWORD")
 	fs.StringVar(&c.UsersFile, "auth.users-file", c.UsersFile,
 		`JSON list of users: [{"name","password" or "password_hash","permissions"}]`)
 	fs.StringVar(&c.SigningKeyFile, "auth.signing-key-file", c.SigningKeyFile,
@@ -75,6 +77,32 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"failed logins per user name within auth.login-failure-window before refusing (negative: no limit)")
 	fs.DurationVar(&c.LoginFailureWindow, "auth.login-failure-window", DefaultLoginFailureWindow,
 		"window of auth.login-max-failures")
+}
+
+// AdminPasswordAlias is a second flag name for auth.admin-password, so that
+// pkg/config binds it to HERALD_ADMIN_PASSWORD, the variable the issue and
+// the README name (the dotted flag maps to HERALD_AUTH_ADMIN_PASSWORD).
+const AdminPasswordAlias = "admin-password"
+
+// fallbackString is a flag.Value that sets its target only while the target
+// is empty. It keeps precedence right for the alias: -auth.admin-password
+// on the command line (parsed first) or HERALD_AUTH_ADMIN_PASSWORD (applied
+// after it, flags being visited in name order) win over
+// HERALD_ADMIN_PASSWORD.
+type fallbackString struct{ target *string }
+
+func (f fallbackString) String() string {
+	if f.target == nil {
+		return ""
+	}
+	return *f.target
+}
+
+func (f fallbackString) Set(v string) error {
+	if *f.target == "" {
+		*f.target = v
+	}
+	return nil
 }
 
 // Validate checks the configuration.
