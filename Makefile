@@ -1,0 +1,95 @@
+# Herald: build, run and test every module of the go.work workspace.
+#
+#   make run      the all-in-one server (embedded NATS, auth, ingest, edge)
+#   make test     gofmt check, go vet, go test -race for every module, proto staleness check
+#   make build    one binary per services/*/cmd/* into bin/
+#   make bench    every benchmark, once
+#   make fuzz     every fuzz target for FUZZTIME each
+#   make tools    pinned developer tools into .tmp/bin
+#
+# `go test ./...` fails at a go.work root (the root is no module), so the
+# targets iterate the workspace's modules instead.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+TOOLS_BIN := $(CURDIR)/.tmp/bin
+# Every module listed in go.work, as absolute directories.
+MODULES   := $(shell $(GO) list -m -f '{{.Dir}}')
+# Every main package: services/<service>/cmd/<binary> (with Go files in it).
+CMDS      := $(sort $(patsubst %/,%,$(dir $(wildcard services/*/cmd/*/*.go))))
+
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1s
+TESTFLAGS ?= -timeout 10m
+
+# Pinned developer tools; the proto generators are pinned in proto.mk.
+GRPCURL_VERSION ?= v1.9.3
+
+include proto.mk
+
+.PHONY: all build run test fmt-check vet gotest bench fuzz tools clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	@for cmd in $(CMDS); do \
+		echo "go build -o bin/$$(basename $$cmd) ./$$cmd"; \
+		$(GO) build -o $(BIN)/$$(basename $$cmd) ./$$cmd; \
+	done
+
+run:
+	$(GO) run ./services/herald/cmd/herald
+
+test: fmt-check vet gotest proto-check
+
+fmt-check:
+	@out="$$(gofmt -l $(MODULES))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+# Each module on its own: a failure in one still lets the others report,
+# and the target fails at the end if any did.
+vet:
+	@failed=""; for m in $(MODULES); do \
+		echo "go vet $${m#$(CURDIR)/}"; \
+		(cd $$m && $(GO) vet ./...) || failed="$$failed $${m#$(CURDIR)/}"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "go vet failed in:$$failed"; exit 1; fi
+
+gotest:
+	@failed=""; for m in $(MODULES); do \
+		echo "go test -race $${m#$(CURDIR)/}"; \
+		(cd $$m && $(GO) test -race $(TESTFLAGS) ./...) || failed="$$failed $${m#$(CURDIR)/}"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "go test failed in:$$failed"; exit 1; fi
+
+bench:
+	@for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...); \
+	done
+
+# `go test -list '^Fuzz' ./...` prints each package's targets followed by an
+# "ok <package>" line; every target then runs alone for FUZZTIME.
+fuzz:
+	@for m in $(MODULES); do \
+		(cd $$m && $(GO) test -list '^Fuzz' ./... | awk ' \
+			/^Fuzz/ { names[n++] = $$1; next } \
+			/^ok / { for (i = 0; i < n; i++) print $$2, names[i]; n = 0 }') | \
+		while read -r pkg name; do \
+			echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+			(cd $$m && $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg); \
+		done; \
+	done
+
+tools: tools-proto $(TOOLS_BIN)/.grpcurl-$(GRPCURL_VERSION)
+
+$(TOOLS_BIN)/.grpcurl-$(GRPCURL_VERSION):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	@touch $@
+
+clean:
+	rm -rf $(BIN)
