@@ -31,7 +31,7 @@ GRPCURL_VERSION ?= v1.9.3
 
 include proto.mk
 
-.PHONY: all build run test fmt-check vet gotest bench fuzz tools clean
+.PHONY: all build run test fmt-check vet importcheck gotest bench fuzz tools clean
 
 all: build
 
@@ -45,7 +45,7 @@ build:
 run:
 	$(GO) run ./services/herald/cmd/herald
 
-test: fmt-check vet gotest proto-check
+test: fmt-check vet importcheck gotest proto-check
 
 fmt-check:
 	@out="$$(gofmt -l $(MODULES))"; \
@@ -59,6 +59,24 @@ vet:
 		(cd $$m && $(GO) vet ./...) || failed="$$failed $${m#$(CURDIR)/}"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "go vet failed in:$$failed"; exit 1; fi
+
+# The dependency rules of the layout, checked on non-test imports:
+# pkg never imports services; a service imports no other service (only
+# services/herald composes them); proto imports neither; pkg/testutil is
+# for _test.go files only.
+MOD := github.com/heraldhq/herald
+importcheck:
+	@for m in $(MODULES); do \
+		(cd $$m && $(GO) list -f '{{.ImportPath}}{{range .Imports}} {{.}}{{end}}' ./...); \
+	done | awk -v mod="$(MOD)/" ' \
+		function area(p,  r) { if (index(p, mod) != 1) return ""; r = substr(p, length(mod) + 1); \
+			if (r ~ /^services\//) { split(r, a, "/"); return "services/" a[2] } split(r, a, "/"); return a[1] } \
+		{ from = area($$1); \
+		  for (i = 2; i <= NF; i++) { to = area($$i); if (to == "" || to == from) continue; \
+			if (index($$i, mod "pkg/testutil") == 1 && index($$1, mod "pkg/testutil") != 1) bad = bad "\n  " $$1 " imports " $$i " (tests only)"; \
+			else if (from == "proto" || (from == "pkg" && to != "proto") || (from ~ /^services\// && from != "services/herald" && to ~ /^services\//)) \
+				bad = bad "\n  " $$1 " imports " $$i } } \
+		END { if (bad != "") { print "import rules broken:" bad; exit 1 } }'
 
 gotest:
 	@failed=""; for m in $(MODULES); do \
