@@ -1,0 +1,77 @@
+package wsconn
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// batchConn lets several WebSocket frames leave in one write(2). gorilla writes each frame
+// with its own conn.Write; a loopback write costs ~4 µs here whatever its size
+// (shared/performance.md), so the flusher switches the conn into batching mode, lets gorilla
+// frame every queued message into one buffer, and flushes it once.
+//
+// Control frames (ping, close) written by other goroutines go through Write too: mu keeps them
+// from interleaving with a batch on the wire.
+type batchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte
+}
+
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBatch keeps one huge burst from pinning a large buffer in the pool.
+const maxPooledBatch = 256 << 10
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batching {
+		*b.buf = append(*b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+func (b *batchConn) begin() {
+	b.mu.Lock()
+	b.batching = true
+	b.buf = batchBufs.Get().(*[]byte)
+	b.mu.Unlock()
+}
+
+// flush writes what the batch collected and leaves batching mode.
+func (b *batchConn) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	buf := b.buf
+	b.buf = nil
+	var err error
+	if len(*buf) > 0 {
+		_, err = b.Conn.Write(*buf)
+	}
+	if cap(*buf) <= maxPooledBatch {
+		*buf = (*buf)[:0]
+		batchBufs.Put(buf)
+	}
+	return err
+}
+
+// hijackWriter hands gorilla a batchConn in place of the raw connection.
+type hijackWriter struct {
+	http.ResponseWriter
+	conn *batchConn
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = &batchConn{Conn: c}
+	return h.conn, rw, nil
+}

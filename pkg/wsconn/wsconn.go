@@ -1,0 +1,296 @@
+// Package wsconn is Herald's server-side WebSocket connection: gorilla/websocket with the rules
+// every dialect needs. Reads are limited (close 1009), pings keep idle connections alive and
+// reap dead ones, the send queue is bounded in messages and bytes, and a client that cannot keep
+// up is closed with a code and a reason, never silently starved and never slowing anyone else.
+//
+// The write path is built for fan-out: Send never blocks and does no I/O. The first Send into
+// an empty queue starts a flusher goroutine that writes everything queued, in one write(2) per
+// batch, and exits when the queue is empty. An idle connection therefore costs one reader
+// goroutine, no writer goroutine, and no write buffer.
+package wsconn
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Close codes Herald uses beyond RFC 6455's (4000-4999 are for applications).
+const (
+	// CloseSlowConsumer: the client did not read fast enough and its send queue overflowed.
+	CloseSlowConsumer = 4000
+	// CloseTokenExpired: the credentials the connection was opened with have expired.
+	CloseTokenExpired = 4001
+)
+
+// Config holds the per-connection limits. The zero value of a field means its default.
+type Config struct {
+	MaxMessageBytes int64         // largest frame read from the client (default 4096); more closes 1009
+	SendQueue       int           // messages queued for the client before it counts as slow (default 1024)
+	SendQueueBytes  int           // bytes queued before it counts as slow (default 4 MiB)
+	PingInterval    time.Duration // WebSocket ping period (default 54s, as DRP/melody)
+	PongWait        time.Duration // silence after which the peer is dead (default 60s)
+	WriteTimeout    time.Duration // bound on one batch write (default 10s)
+}
+
+// RegisterFlags binds the limits to flags named prefix+"max-frame-bytes" and so on.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
+	fs.Int64Var(&c.MaxMessageBytes, prefix+"max-frame-bytes", 0, "largest WebSocket frame accepted from a client (0: 4096)")
+	fs.IntVar(&c.SendQueue, prefix+"send-queue", 0, "messages queued per client before it is closed as slow (0: 1024)")
+	fs.IntVar(&c.SendQueueBytes, prefix+"send-queue-bytes", 0, "bytes queued per client before it is closed as slow (0: 4 MiB)")
+	fs.DurationVar(&c.PingInterval, prefix+"ping-interval", 0, "WebSocket ping period (0: 54s)")
+	fs.DurationVar(&c.PongWait, prefix+"pong-wait", 0, "silence after which a client is dead (0: 60s)")
+	fs.DurationVar(&c.WriteTimeout, prefix+"write-timeout", 0, "bound on one write to a client (0: 10s)")
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	d := c.withDefaults()
+	if d.MaxMessageBytes < 0 || d.SendQueue < 0 || d.SendQueueBytes < 0 {
+		return errors.New("wsconn: limits must not be negative")
+	}
+	if d.PingInterval >= d.PongWait {
+		return fmt.Errorf("wsconn: ping interval %s must be shorter than pong wait %s", d.PingInterval, d.PongWait)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = 4096
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = 1024
+	}
+	if c.SendQueueBytes == 0 {
+		c.SendQueueBytes = 4 << 20
+	}
+	def(&c.PingInterval, 54*time.Second)
+	def(&c.PongWait, 60*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	return c
+}
+
+// closeGrace is how long a closing connection waits for the peer's close frame.
+const closeGrace = time.Second
+
+// writeBufferPool lends gorilla a write buffer only while a message is being framed.
+var writeBufferPool = &sync.Pool{}
+
+// Upgrader upgrades HTTP requests into Conns with one set of limits.
+type Upgrader struct {
+	cfg Config
+	ws  websocket.Upgrader
+}
+
+// NewUpgrader returns an Upgrader. checkOrigin decides cross-origin requests (nil: any origin).
+// Pass a real check wherever a browser's cookies authenticate the request.
+func NewUpgrader(cfg Config, checkOrigin func(*http.Request) bool) *Upgrader {
+	if checkOrigin == nil {
+		checkOrigin = func(*http.Request) bool { return true }
+	}
+	return &Upgrader{cfg: cfg.withDefaults(), ws: websocket.Upgrader{
+		ReadBufferSize:  512,
+		WriteBufferSize: 4096,
+		WriteBufferPool: writeBufferPool,
+		CheckOrigin:     checkOrigin,
+	}}
+}
+
+// Upgrade completes the handshake. On failure gorilla has already answered the request.
+// The caller should start ReadLoop in a goroutine and return from its HTTP handler, so that
+// net/http releases its per-request buffers.
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Logger) (*Conn, error) {
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := u.ws.Upgrade(hw, r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("websocket upgrade: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Conn{ws: ws, bc: hw.conn, cfg: u.cfg, log: log, done: make(chan struct{})}
+	ws.SetReadLimit(u.cfg.MaxMessageBytes)
+	c.pinger = time.AfterFunc(u.cfg.PingInterval, c.ping)
+	return c, nil
+}
+
+// Conn is one server-side WebSocket. Send and Close may be called from any goroutine.
+type Conn struct {
+	ws     *websocket.Conn
+	bc     *batchConn
+	cfg    Config
+	log    *slog.Logger
+	pinger *time.Timer
+	done   chan struct{}
+
+	mu          sync.Mutex
+	queue       [][]byte // guarded by mu
+	spare       [][]byte // the previous batch's slice, reused; guarded by mu
+	queuedBytes int      // guarded by mu
+	flushing    bool     // a flusher goroutine owns the write side; guarded by mu
+	closed      bool     // guarded by mu
+}
+
+// Send queues one text frame. It never blocks and never copies: frame must not change
+// afterwards (the hub hands the same bytes to every subscriber). It returns false when the
+// connection is closed or was just closed as a slow consumer.
+func (c *Conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.cfg.SendQueue || c.queuedBytes+len(frame) > c.cfg.SendQueueBytes {
+		n := len(c.queue)
+		c.mu.Unlock()
+		c.Close(CloseSlowConsumer, fmt.Sprintf("slow consumer: %d messages not yet read", n))
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.queuedBytes += len(frame)
+	start := !c.flushing
+	c.flushing = true
+	c.mu.Unlock()
+	if start {
+		go c.flush()
+	}
+	return true
+}
+
+// flush writes batches until the queue is empty. Only one flusher runs at a time.
+func (c *Conn) flush() {
+	for {
+		c.mu.Lock()
+		if c.closed || len(c.queue) == 0 {
+			c.flushing = false
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.queuedBytes = 0
+		c.mu.Unlock()
+
+		err := c.writeBatch(batch)
+		clear(batch)
+		c.mu.Lock()
+		c.spare = batch[:0]
+		c.mu.Unlock()
+		if err != nil {
+			c.log.Debug("websocket write failed", "err", err)
+			c.Close(websocket.CloseAbnormalClosure, "")
+			return
+		}
+	}
+}
+
+func (c *Conn) writeBatch(batch [][]byte) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	c.bc.begin()
+	for _, frame := range batch {
+		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+			_ = c.bc.flush()
+			return err
+		}
+	}
+	return c.bc.flush()
+}
+
+func (c *Conn) ping() {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
+		c.Close(websocket.CloseAbnormalClosure, "")
+		return
+	}
+	c.pinger.Reset(c.cfg.PingInterval)
+}
+
+// Close sends a close frame with code and reason (cut to the 123 bytes a close frame holds)
+// and closes the connection once the peer answers or closeGrace passes. It never blocks the
+// caller and only the first call counts. Code 1006 (abnormal) sends no frame: the write side
+// is already broken.
+func (c *Conn) Close(code int, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.queue, c.spare = nil, nil
+	c.mu.Unlock()
+	c.pinger.Stop()
+	go func() {
+		if code != websocket.CloseAbnormalClosure {
+			if len(reason) > 123 {
+				reason = reason[:123]
+			}
+			msg := websocket.FormatCloseMessage(code, reason)
+			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
+		}
+		// The reader sees the peer's close frame and returns; if the peer never answers the
+		// deadline ends it.
+		_ = c.bc.SetReadDeadline(time.Now().Add(closeGrace))
+		select {
+		case <-c.done:
+		case <-time.After(closeGrace):
+		}
+		_ = c.bc.Close()
+	}()
+}
+
+// Done is closed when ReadLoop has returned: the connection is gone.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// RemoteAddr is the peer's address as ip:port.
+func (c *Conn) RemoteAddr() string { return c.bc.RemoteAddr().String() }
+
+// ReadLoop reads text frames and hands each to handle until the connection ends; it must run
+// exactly once per Conn. It returns the reason the connection ended.
+func (c *Conn) ReadLoop(handle func(msg []byte)) error {
+	defer close(c.done)
+	defer func() { _ = c.bc.Close() }()
+	defer c.closeQuietly()
+	alive := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.cfg.PongWait)) }
+	alive()
+	c.ws.SetPongHandler(func(string) error { alive(); return nil })
+	for {
+		typ, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				// gorilla has already sent close 1009.
+				return fmt.Errorf("frame larger than %d bytes: %w", c.cfg.MaxMessageBytes, err)
+			}
+			return err
+		}
+		alive()
+		if typ == websocket.TextMessage || typ == websocket.BinaryMessage {
+			handle(msg)
+		}
+	}
+}
+
+// closeQuietly marks the conn closed without a close frame: the read side has ended.
+func (c *Conn) closeQuietly() {
+	c.mu.Lock()
+	c.closed = true
+	c.queue, c.spare = nil, nil
+	c.mu.Unlock()
+	c.pinger.Stop()
+}

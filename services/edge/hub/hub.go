@@ -1,0 +1,419 @@
+// Package hub is the edge's fan-out core, free of any transport: clients hold NATS subject
+// filters, the hub keeps one NATS subscription per distinct filter however many clients share
+// it, and hands each event's frame, encoded once per dialect, to every client's Sink.
+//
+// Matching happens in NATS. Go code looks at a client's own filters only when that client holds
+// several and an event could arrive through more than one of them: the event is then delivered
+// through the earliest of its filters that matches, so each event reaches a client at most once.
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/subject"
+)
+
+// Sink is one client connection as the hub sees it.
+type Sink interface {
+	// Send queues a frame without blocking. The bytes are shared with every other client and
+	// must not be changed. False means the sink is closed (a full queue closes it as slow).
+	Send(frame []byte) bool
+	// Close ends the connection with a WebSocket close code and reason; idempotent.
+	Close(code int, reason string)
+}
+
+// Encoder renders an event as one frame of a dialect. It must be comparable: the hub encodes
+// each event once per distinct Encoder per filter and shares the bytes.
+type Encoder interface {
+	Encode(ev *event.Event) ([]byte, error)
+}
+
+// ErrClosed is returned by Subscribe after the hub stopped.
+var ErrClosed = errors.New("hub: closed")
+
+// Config tunes the hub. The zero value of a field means its default.
+type Config struct {
+	// Inbound bounds the messages NATS may hand the edge before the dispatcher takes them
+	// (default 65536). Past it NATS reports the edge as a slow consumer and drops.
+	Inbound int
+	// SubscribeTimeout bounds the wait for NATS to confirm a new subscription (default 5s).
+	SubscribeTimeout time.Duration
+}
+
+// Hub routes events from NATS to clients.
+type Hub struct {
+	nc  *nats.Conn
+	log *slog.Logger
+	cfg Config
+	in  chan *nats.Msg
+
+	mu     sync.RWMutex
+	topics map[string]*topic    // by NATS filter subject; guarded by mu
+	closed bool                 // guarded by mu
+	conns  map[*Client]struct{} // every live client; guarded by mu
+	conned sync.WaitGroup       // one count per live client
+
+	delivered, undecodable atomic.Uint64
+}
+
+// topic is one NATS subscription and the clients behind it.
+type topic struct {
+	subject string
+	sub     *nats.Subscription
+	ready   chan struct{} // closed once NATS has confirmed the interest
+	err     error         // set before ready closes
+
+	mu      sync.RWMutex
+	clients []*Client        // guarded by mu; order is irrelevant
+	index   map[*Client]int  // position in clients; guarded by mu
+}
+
+// Client is one connection's registrations.
+type Client struct {
+	sink Sink
+	enc  Encoder
+
+	// subs is the client's filters in registration order, replaced whole on change so the
+	// dispatcher reads it without a lock.
+	subs atomic.Pointer[[]string]
+
+	mu   sync.Mutex     // serialises the client's own Subscribe/Unsubscribe calls
+	refs map[string]int // how many registrations want each subject; guarded by mu
+}
+
+// New returns a hub reading from nc. Run starts it.
+func New(nc *nats.Conn, cfg Config, log *slog.Logger) *Hub {
+	if cfg.Inbound <= 0 {
+		cfg.Inbound = 65536
+	}
+	if cfg.SubscribeTimeout <= 0 {
+		cfg.SubscribeTimeout = 5 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{nc: nc, cfg: cfg, log: log, in: make(chan *nats.Msg, cfg.Inbound),
+		topics: map[string]*topic{}, conns: map[*Client]struct{}{}}
+}
+
+// Run dispatches events until ctx ends, then drops every NATS subscription. All subscriptions
+// share one channel, read by this one goroutine, so a client sees events in the order NATS
+// delivered them to the edge, whichever of its filters they came through.
+func (h *Hub) Run(ctx context.Context) error {
+	defer h.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-h.in:
+			h.dispatch(m)
+		}
+	}
+}
+
+func (h *Hub) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for s, t := range h.topics {
+		if t.sub != nil {
+			_ = t.sub.Unsubscribe()
+		}
+		delete(h.topics, s)
+	}
+}
+
+// NewClient returns a client with no registrations, or ErrClosed once the hub has stopped.
+// Every client must be given back with Remove when its connection ends.
+func (h *Hub) NewClient(sink Sink, enc Encoder) (*Client, error) {
+	c := &Client{sink: sink, enc: enc, refs: map[string]int{}}
+	c.subs.Store(&[]string{})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	h.conns[c] = struct{}{}
+	h.conned.Add(1)
+	return c, nil
+}
+
+// Clients is the number of live clients.
+func (h *Hub) Clients() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.conns)
+}
+
+// Shutdown refuses new clients, closes every live one with code and reason, and waits until
+// all of them have been removed or ctx ends.
+func (h *Hub) Shutdown(ctx context.Context, code int, reason string) error {
+	h.mu.Lock()
+	h.closed = true
+	sinks := make([]Sink, 0, len(h.conns))
+	for c := range h.conns {
+		sinks = append(sinks, c.sink)
+	}
+	h.mu.Unlock()
+	for _, s := range sinks {
+		s.Close(code, reason)
+	}
+	done := make(chan struct{})
+	go func() { h.conned.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hub shutdown: %d clients still open: %w", h.Clients(), ctx.Err())
+	}
+}
+
+// Sink returns the connection the client was made for.
+func (c *Client) Sink() Sink { return c.sink }
+
+// Subscribe adds one registration's subjects to the client and returns once NATS has the
+// interest, so an event published after Subscribe returns reaches the client.
+func (h *Hub) Subscribe(ctx context.Context, c *Client, subjects []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var added []string
+	for _, s := range subjects {
+		c.refs[s]++
+		if c.refs[s] == 1 {
+			added = append(added, s)
+		}
+	}
+	var waits []*topic
+	for _, s := range added {
+		t, err := h.join(c, s)
+		if err != nil {
+			h.undo(c, subjects)
+			return err
+		}
+		waits = append(waits, t)
+	}
+	if len(added) > 0 {
+		next := slices.Concat(*c.subs.Load(), added)
+		c.subs.Store(&next)
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.SubscribeTimeout)
+	defer cancel()
+	for _, t := range waits {
+		select {
+		case <-t.ready:
+			if t.err != nil {
+				h.undo(c, subjects)
+				return t.err
+			}
+		case <-ctx.Done():
+			h.undo(c, subjects)
+			return fmt.Errorf("subscribe %s: %w", t.subject, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// undo reverses a failed Subscribe; c.mu must be held.
+func (h *Hub) undo(c *Client, subjects []string) {
+	h.release(c, subjects)
+}
+
+// Unsubscribe removes one registration's subjects from the client.
+func (h *Hub) Unsubscribe(c *Client, subjects []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h.release(c, subjects)
+}
+
+// Remove drops every registration of the client; call it once when its connection ends.
+func (h *Hub) Remove(c *Client) {
+	c.mu.Lock()
+	for s := range c.refs {
+		h.leave(c, s)
+	}
+	clear(c.refs)
+	c.subs.Store(&[]string{})
+	c.mu.Unlock()
+	h.mu.Lock()
+	_, live := h.conns[c]
+	delete(h.conns, c)
+	h.mu.Unlock()
+	if live {
+		h.conned.Done()
+	}
+}
+
+// release drops one reference per subject; c.mu must be held.
+func (h *Hub) release(c *Client, subjects []string) {
+	var gone []string
+	for _, s := range subjects {
+		switch c.refs[s] {
+		case 0:
+			continue
+		case 1:
+			delete(c.refs, s)
+			gone = append(gone, s)
+			h.leave(c, s)
+		default:
+			c.refs[s]--
+		}
+	}
+	if len(gone) > 0 {
+		next := slices.DeleteFunc(slices.Clone(*c.subs.Load()), func(s string) bool { return slices.Contains(gone, s) })
+		c.subs.Store(&next)
+	}
+}
+
+// join adds c to the topic for s, subscribing to NATS if c is the first.
+func (h *Hub) join(c *Client, s string) (*topic, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	t := h.topics[s]
+	if t == nil {
+		t = &topic{subject: s, ready: make(chan struct{}), index: map[*Client]int{}}
+		sub, err := h.nc.ChanSubscribe(s, h.in)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe %s: %w", s, err)
+		}
+		// Unbounded on the library side: h.in is the bound.
+		_ = sub.SetPendingLimits(-1, -1)
+		t.sub = sub
+		h.topics[s] = t
+		go h.confirm(t)
+	}
+	t.mu.Lock()
+	t.index[c] = len(t.clients)
+	t.clients = append(t.clients, c)
+	t.mu.Unlock()
+	return t, nil
+}
+
+// confirm waits for the server to process the SUB (a PING/PONG round trip).
+func (h *Hub) confirm(t *topic) {
+	if err := h.nc.FlushTimeout(h.cfg.SubscribeTimeout); err != nil {
+		t.err = fmt.Errorf("subscribe %s: %w", t.subject, err)
+	}
+	close(t.ready)
+}
+
+// leave removes c from the topic for s, unsubscribing from NATS if c was the last.
+func (h *Hub) leave(c *Client, s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[s]
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	if i, ok := t.index[c]; ok {
+		last := len(t.clients) - 1
+		t.clients[i] = t.clients[last]
+		t.index[t.clients[i]] = i
+		t.clients[last] = nil
+		t.clients = t.clients[:last]
+		delete(t.index, c)
+	}
+	empty := len(t.clients) == 0
+	t.mu.Unlock()
+	if empty {
+		_ = t.sub.Unsubscribe()
+		delete(h.topics, s)
+	}
+}
+
+// Subscriptions is the number of NATS subscriptions the hub holds: one per distinct filter.
+func (h *Hub) Subscriptions() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.topics)
+}
+
+// Delivered is the number of frames handed to sinks so far.
+func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
+
+// frameCache holds one event's frame per encoder; almost always one or two entries.
+type frameCache struct {
+	ev     event.Event
+	parsed bool
+	encs   []Encoder
+	frames [][]byte
+}
+
+func (fc *frameCache) frame(enc Encoder, payload []byte) ([]byte, error) {
+	if i := slices.Index(fc.encs, enc); i >= 0 {
+		return fc.frames[i], nil
+	}
+	if !fc.parsed {
+		if err := json.Unmarshal(payload, &fc.ev); err != nil {
+			return nil, err
+		}
+		fc.parsed = true
+	}
+	b, err := enc.Encode(&fc.ev)
+	if err != nil {
+		return nil, err
+	}
+	fc.encs = append(fc.encs, enc)
+	fc.frames = append(fc.frames, b)
+	return b, nil
+}
+
+func (h *Hub) dispatch(m *nats.Msg) {
+	h.mu.RLock()
+	t := h.topics[m.Sub.Subject]
+	h.mu.RUnlock()
+	if t == nil {
+		return // unsubscribed while the message was queued
+	}
+	var fc frameCache
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var n uint64
+	for _, c := range t.clients {
+		if !c.firstMatch(t.subject, m.Subject) {
+			continue
+		}
+		frame, err := fc.frame(c.enc, m.Data)
+		if err != nil {
+			h.undecodable.Add(1)
+			h.log.Warn("event not delivered: cannot encode", "subject", m.Subject, "err", err)
+			return
+		}
+		if c.sink.Send(frame) {
+			n++
+		}
+	}
+	h.delivered.Add(n)
+}
+
+// firstMatch reports whether an event on subj, arriving through filter via, should be
+// delivered through via: true unless an earlier filter of the client also matches it.
+func (c *Client) firstMatch(via, subj string) bool {
+	subs := *c.subs.Load()
+	if len(subs) == 1 {
+		return subs[0] == via
+	}
+	for _, s := range subs {
+		if s == via {
+			return true
+		}
+		if subject.Match(s, subj) {
+			return false
+		}
+	}
+	return false // via was removed while the message was queued
+}
