@@ -75,8 +75,8 @@ type topic struct {
 	err     error         // set before ready closes
 
 	mu      sync.RWMutex
-	clients []*Client        // guarded by mu; order is irrelevant
-	index   map[*Client]int  // position in clients; guarded by mu
+	clients []*Client       // guarded by mu; order is irrelevant
+	index   map[*Client]int // position in clients; guarded by mu
 }
 
 // Client is one connection's registrations.
