@@ -88,8 +88,12 @@ func (c Config) Connect(ctx context.Context, name string, log *slog.Logger, opts
 }
 
 // Drain drains nc (subscriptions first, then pending publishes) and waits,
-// at most timeout, until it is closed; it closes nc regardless on timeout.
+// at most timeout (zero means 10s), until it is closed; it closes nc
+// regardless on timeout. It replaces nc's closed handler.
 func Drain(nc *nats.Conn, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = drainTimeout
+	}
 	if nc.IsClosed() {
 		return nil
 	}
