@@ -22,7 +22,9 @@ import (
 
 	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/natsx"
+	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/services/auth"
+	"github.com/heraldhq/herald/services/edge"
 	"github.com/heraldhq/herald/services/ingest"
 )
 
@@ -34,6 +36,7 @@ type Config struct {
 	NATS     natsx.EmbeddedConfig
 	Auth     auth.Config
 	Ingest   ingest.Config
+	Edge     edge.Config
 }
 
 // RegisterFlags registers every flag of the process on fs.
@@ -44,11 +47,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.NATS.RegisterFlags(fs)
 	c.Auth.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
+	c.Edge.RegisterFlags(fs)
 }
 
 // Validate reports every setting that cannot work.
 func (c Config) Validate() error {
-	return errors.Join(c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate())
+	return errors.Join(c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate(), c.Edge.Validate())
 }
 
 // Stack is one all-in-one Herald. New checks the configuration; Run starts
@@ -63,6 +67,7 @@ type Stack struct {
 	mu   sync.Mutex
 	nats *server.Server
 	auth *auth.Service
+	edge *edge.Edge
 }
 
 // New checks cfg. It starts nothing. A nil log discards.
@@ -107,6 +112,13 @@ func (s *Stack) Auth() *auth.Service {
 	return s.auth
 }
 
+// Edge is the edge service, valid after Ready; tests use its Hub.
+func (s *Stack) Edge() *edge.Edge {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.edge
+}
+
 // Run starts the embedded NATS server and every service, serves until ctx
 // is done, then stops them in reverse: readiness 503, listeners, services,
 // their NATS connections, the NATS server.
@@ -128,6 +140,13 @@ func (s *Stack) Run(ctx context.Context) error {
 	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Log: s.log})
 	w.check(err)
 	w.add("ingest", ingestSvc)
+	var verifier token.Verifier
+	if authSvc != nil {
+		verifier = authSvc.Verifier() // in-process: no key fetch, same key
+	}
+	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Log: s.log})
+	w.check(err)
+	w.add("edge", edgeSvc)
 	if w.err != nil {
 		w.abort()
 		return w.err
@@ -140,12 +159,13 @@ func (s *Stack) Run(ctx context.Context) error {
 	authSvc.RegisterGRPC(gs)
 	ingestSvc.Register(mux)
 	ingestSvc.RegisterGRPC(gs)
+	edgeSvc.Register(mux)
 	health.Register(mux)
 	reflection.Register(gs)
 	s.http.Handler, s.grpc.Server = mux, gs
 
 	s.mu.Lock()
-	s.nats, s.auth = ns, authSvc
+	s.nats, s.auth, s.edge = ns, authSvc, edgeSvc
 	s.mu.Unlock()
 	w.add("grpc", s.grpc)
 	w.add("http", s.http)

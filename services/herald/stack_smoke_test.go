@@ -29,7 +29,6 @@ func startStack(t *testing.T) (*herald.Stack, func() error) {
 	cfg.NATS.StoreDir = t.TempDir()
 	cfg.Auth.AdminPassword = "correct horse"
 	cfg.Auth.BcryptCost = bcrypt.MinCost
-	cfg.App.ShutdownTimeout = 20 * time.Second
 	s, err := herald.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -82,8 +81,18 @@ func TestStackServesAndStopsCleanly(t *testing.T) {
 		}
 	}
 
+	// The edge's WebSocket route is on the shared mux, behind auth.
+	resp, err := http.Get(base + "/api/v3/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /api/v3/ws without credentials = %d, want 401", resp.StatusCode)
+	}
+
 	// Auth's routes are on the shared mux.
-	resp, err := http.Post(base+"/api/v1/auth/login", "application/json",
+	resp, err = http.Post(base+"/api/v1/auth/login", "application/json",
 		strings.NewReader(`{"username":"admin","password":"correct horse"}`))
 	if err != nil {
 		t.Fatal(err)
