@@ -30,7 +30,7 @@ import (
 
 // rig is one edge on a real embedded NATS server, served over real HTTP on 127.0.0.1.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	ns     *server.Server
 	nc     *nats.Conn // the publisher's connection
 	edge   *edge.Edge
@@ -43,7 +43,7 @@ func (r *rig) issuerKey() ed25519.PrivateKey { return r.priv }
 
 type rigOption func(*edge.Config)
 
-func newRig(t *testing.T, opts ...rigOption) *rig {
+func newRig(t testing.TB, opts ...rigOption) *rig {
 	t.Helper()
 	ns := natstest.RunServer(t)
 	priv, err := token.GenerateKey()
@@ -108,7 +108,7 @@ func (r *rig) serveLogins(priv ed25519.PrivateKey) {
 	natstestWaitForInterest(r.t, r.ns, authwire.SubjectLogin)
 }
 
-func natstestWaitForInterest(t *testing.T, ns *server.Server, subj string) {
+func natstestWaitForInterest(t testing.TB, ns *server.Server, subj string) {
 	t.Helper()
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if !ns.GlobalAccount().SubscriptionInterest(subj) {
@@ -188,7 +188,7 @@ func (r *rig) publish(typ, action, key string, obj any) {
 }
 
 type client struct {
-	t  *testing.T
+	t  testing.TB
 	ws *websocket.Conn
 }
 
