@@ -22,7 +22,7 @@ import (
 // countSink is a Sink that only counts: the hub's own cost, without sockets.
 type countSink struct{ n *atomic.Int64 }
 
-func (s countSink) Send([]byte) bool { s.n.Add(1); return true }
+func (s countSink) Send([]byte) bool  { s.n.Add(1); return true }
 func (s countSink) Close(int, string) {}
 
 // eventPayload is a ~100-byte object, the size shared/performance.md measured with.
