@@ -24,7 +24,7 @@ CMDS      := $(sort $(patsubst %/,%,$(dir $(wildcard services/*/cmd/*/*.go))))
 
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
-TESTFLAGS ?= -timeout 10m
+TESTFLAGS ?= -count=1 -timeout 10m
 
 # Pinned developer tools; the proto generators are pinned in proto.mk.
 GRPCURL_VERSION ?= v1.9.3

@@ -340,3 +340,56 @@ func TestSlowConsumerClosedOthersUnaffected(t *testing.T) {
 		t.Fatalf("slow client closed with %d %q", code, reason)
 	}
 }
+
+// Pings keep an idle client that answers them alive, and reap one that does not.
+func TestPingsReapDeadPeers(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, withWS(func(c *wsconn.Config) {
+		c.PingInterval = 100 * time.Millisecond
+		c.PongWait = 400 * time.Millisecond
+	}))
+	tok := r.token("*.*.*")
+	live := r.dial(tok) // gorilla answers pings while it reads
+	dead := r.dial(tok) // never reads, so never answers
+	start := time.Now()
+	liveFrame := make(chan frame, 1)
+	go func() {
+		f, err := live.read(5 * time.Second) // idle: the first frame is the ack sent below
+		if err != nil {
+			t.Errorf("live idle client: %v", err)
+		}
+		liveFrame <- f
+	}()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if n := r.edge.Hub().Clients(); n != 1 {
+			return fmt.Errorf("%d clients, want the dead one reaped", n)
+		}
+		return nil
+	})
+	// The dead client was reaped after a pong wait; the live one, idle as long, still works.
+	live.send("register *.*.*")
+	if f := <-liveFrame; f.Type != "websocket" || f.Action != "register" {
+		t.Fatalf("live client got %+v, want its ack", f)
+	}
+	if waited := time.Since(start); waited < 400*time.Millisecond {
+		t.Fatalf("dead client reaped after %s, before its pong wait", waited)
+	}
+	_ = dead
+}
+
+// Shutdown closes every client with 1001 and a reason.
+func TestShutdownClosesClients(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	c := r.dial(r.token("*.*.*"))
+	c.register("register", "*.*.*")
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+	code, reason := c.closeCode(5 * time.Second)
+	if code != websocket.CloseGoingAway || reason != "server shutting down" {
+		t.Fatalf("closed with %d %q, want 1001 server shutting down", code, reason)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("edge.Run: %v", err)
+	}
+}

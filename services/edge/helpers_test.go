@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ type rig struct {
 	srv    *httptest.Server
 	issuer *token.Issuer
 	priv   ed25519.PrivateKey
+	stop   func() error // stops the edge (idempotent), returning Run's error
 }
 
 func (r *rig) issuerKey() ed25519.PrivateKey { return r.priv }
@@ -67,14 +69,19 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	mux := http.NewServeMux()
 	e.Register(mux)
 	srv := httptest.NewServer(mux)
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("edge.Run: %v", err)
 		}
 		srv.Close()
 	})
-	r := &rig{t: t, ns: ns, nc: natstest.Connect(t, ns), edge: e, srv: srv, issuer: issuer, priv: priv}
+	r := &rig{t: t, ns: ns, nc: natstest.Connect(t, ns), edge: e, srv: srv, issuer: issuer, priv: priv, stop: stop}
 	r.serveLogins(priv)
 	return r
 }
