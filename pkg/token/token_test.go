@@ -117,8 +117,14 @@ func TestVerifyRefuses(t *testing.T) {
 	forgedBody := base64.RawURLEncoding.EncodeToString([]byte(
 		`{"perms":["*.*.*"],"iss":"herald","sub":"mallory","exp":` + jsonTime(now.Add(time.Hour)) + `,"iat":` + jsonTime(now) + `}`))
 	tampered := parts[0] + "." + forgedBody + "." + parts[2]
+	// Swap one signature character for another valid base64url one: a bit flip could make it
+	// invalid base64, which is a malformed token, not a bad signature.
 	sig := []byte(parts[2])
-	sig[3] ^= 1
+	if sig[3] == 'A' {
+		sig[3] = 'B'
+	} else {
+		sig[3] = 'A'
+	}
 	badSig := parts[0] + "." + parts[1] + "." + string(sig)
 
 	claims := func(m jwt.MapClaims) jwt.MapClaims {
