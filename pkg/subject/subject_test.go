@@ -192,3 +192,24 @@ func FuzzFilterAgreesWithNATS(f *testing.F) {
 		}
 	})
 }
+
+func TestAgentSubjects(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"3f2a-uuid", "host.example.com", "", "a b"} {
+		for _, s := range []string{subject.Metrics(id), subject.Logs(id), subject.Alerts(id), subject.AgentRPC(id), subject.AgentTakeover(id)} {
+			if !server.IsValidLiteralSubject(s) || strings.Count(s, ".") != strings.Count(subject.Metrics("x"), ".")+boolInt(strings.HasPrefix(s, "herald.agent.")) {
+				t.Errorf("%q: not one literal token per field", s)
+			}
+		}
+	}
+	if subject.Metrics("host.example.com") != "herald.metrics.host%2Eexample%2Ecom" {
+		t.Fatalf("Metrics = %q", subject.Metrics("host.example.com"))
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,30 @@
+package subject
+
+// Per-server subjects for what agents send and for reaching an agent. The server id is one
+// escaped token, so any id (a UUID, a host name with dots) is safe.
+const (
+	metricsPrefix = "herald.metrics."
+	logsPrefix    = "herald.logs."
+	alertsPrefix  = "herald.alerts."
+	agentPrefix   = "herald.agent."
+)
+
+// Metrics is where an agent's samples for serverID are published; the payload is the sample's
+// JSON object, exactly what a browser receives as "data".
+func Metrics(serverID string) string { return metricsPrefix + EncodeToken(serverID) }
+
+// Logs is where an agent's log entries for serverID are published (one JSON object each).
+func Logs(serverID string) string { return logsPrefix + EncodeToken(serverID) }
+
+// Alerts is where threshold alerts for serverID are published (one JSON object each).
+func Alerts(serverID string) string { return alertsPrefix + EncodeToken(serverID) }
+
+// AgentRPC is the request/reply subject served by whichever ingest holds serverID's agent; no
+// responders means the agent is offline.
+func AgentRPC(serverID string) string { return agentPrefix + EncodeToken(serverID) + ".rpc" }
+
+// AgentTakeover is published by an ingest that accepted a connection for serverID, so any
+// other ingest still holding an older connection for it closes that one.
+func AgentTakeover(serverID string) string {
+	return agentPrefix + EncodeToken(serverID) + ".takeover"
+}
