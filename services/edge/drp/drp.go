@@ -282,8 +282,12 @@ func (f Frame) MarshalJSON() ([]byte, error) {
 // Encoder renders events as DRP frames.
 type Encoder struct{}
 
-// Encode implements hub.Encoder.
-func (Encoder) Encode(ev *event.Event) ([]byte, error) {
+// Encode implements hub.Encoder: payload is an event as ingest publishes it.
+func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
+	var ev event.Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return nil, fmt.Errorf("drp: decode event: %w", err)
+	}
 	return json.Marshal(Frame{Time: ev.Time, Type: ev.Type, Action: ev.Action, Key: ev.Key,
 		Principal: ev.Principal, Object: ev.Object, Original: ev.Original})
 }

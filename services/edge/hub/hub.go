@@ -9,7 +9,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/subject"
 )
 
@@ -33,10 +31,11 @@ type Sink interface {
 	Close(code int, reason string)
 }
 
-// Encoder renders an event as one frame of a dialect. It must be comparable: the hub encodes
-// each event once per distinct Encoder per filter and shares the bytes.
+// Encoder renders one NATS message (an event, a metrics sample, a log entry) as one frame of a
+// dialect. It must be comparable: the hub encodes each message once per distinct Encoder per
+// filter and hands the same bytes to every client.
 type Encoder interface {
-	Encode(ev *event.Event) ([]byte, error)
+	Encode(subject string, payload []byte) ([]byte, error)
 }
 
 // ErrClosed is returned by Subscribe after the hub stopped.
@@ -345,25 +344,17 @@ func (h *Hub) Subscriptions() int {
 // Delivered is the number of frames handed to sinks so far.
 func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
 
-// frameCache holds one event's frame per encoder; almost always one or two entries.
+// frameCache holds one message's frame per encoder; almost always one or two entries.
 type frameCache struct {
-	ev     event.Event
-	parsed bool
 	encs   []Encoder
 	frames [][]byte
 }
 
-func (fc *frameCache) frame(enc Encoder, payload []byte) ([]byte, error) {
+func (fc *frameCache) frame(enc Encoder, m *nats.Msg) ([]byte, error) {
 	if i := slices.Index(fc.encs, enc); i >= 0 {
 		return fc.frames[i], nil
 	}
-	if !fc.parsed {
-		if err := json.Unmarshal(payload, &fc.ev); err != nil {
-			return nil, err
-		}
-		fc.parsed = true
-	}
-	b, err := enc.Encode(&fc.ev)
+	b, err := enc.Encode(m.Subject, m.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +378,7 @@ func (h *Hub) dispatch(m *nats.Msg) {
 		if !c.firstMatch(t.subject, m.Subject) {
 			continue
 		}
-		frame, err := fc.frame(c.enc, m.Data)
+		frame, err := fc.frame(c.enc, m)
 		if err != nil {
 			h.undecodable.Add(1)
 			h.log.Warn("event not delivered: cannot encode", "subject", m.Subject, "err", err)
