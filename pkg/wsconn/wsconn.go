@@ -136,11 +136,12 @@ type Conn struct {
 	done   chan struct{}
 
 	mu          sync.Mutex
-	queue       [][]byte // guarded by mu
-	spare       [][]byte // the previous batch's slice, reused; guarded by mu
-	queuedBytes int      // guarded by mu
-	flushing    bool     // a flusher goroutine owns the write side; guarded by mu
-	closed      bool     // guarded by mu
+	queue       [][]byte      // guarded by mu
+	spare       [][]byte      // the previous batch's slice, reused; guarded by mu
+	queuedBytes int           // guarded by mu
+	flushing    bool          // a flusher goroutine owns the write side; guarded by mu
+	closed      bool          // no more Sends; guarded by mu
+	drained     chan struct{} // closed by the flusher once a closing conn's queue is written; guarded by mu
 }
 
 // Send queues one text frame. It never blocks and never copies: frame must not change
@@ -173,8 +174,12 @@ func (c *Conn) Send(frame []byte) bool {
 func (c *Conn) flush() {
 	for {
 		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 {
+		if len(c.queue) == 0 {
 			c.flushing = false
+			if c.drained != nil {
+				close(c.drained)
+				c.drained = nil
+			}
 			c.mu.Unlock()
 			return
 		}
@@ -223,9 +228,10 @@ func (c *Conn) ping() {
 }
 
 // Close sends a close frame with code and reason (cut to the 123 bytes a close frame holds)
-// and closes the connection once the peer answers or closeGrace passes. It never blocks the
-// caller and only the first call counts. Code 1006 (abnormal) sends no frame: the write side
-// is already broken.
+// and closes the connection once the peer answers or closeGrace passes. Frames queued before
+// Close go out first (an error frame, then the close that explains it), bounded by the write
+// timeout; a slow consumer's backlog is dropped instead. It never blocks the caller and only the
+// first call counts. Code 1006 (abnormal) sends no frame: the write side is already broken.
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
 	if c.closed {
@@ -233,10 +239,22 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	c.closed = true
-	c.queue, c.spare = nil, nil
+	var drained chan struct{}
+	if code == CloseSlowConsumer || code == websocket.CloseAbnormalClosure {
+		c.queue, c.spare = nil, nil
+	} else if c.flushing {
+		drained = make(chan struct{})
+		c.drained = drained
+	}
 	c.mu.Unlock()
 	c.pinger.Stop()
 	go func() {
+		if drained != nil {
+			select {
+			case <-drained:
+			case <-time.After(c.cfg.WriteTimeout):
+			}
+		}
 		if code != websocket.CloseAbnormalClosure {
 			if len(reason) > 123 {
 				reason = reason[:123]
@@ -291,6 +309,10 @@ func (c *Conn) closeQuietly() {
 	c.mu.Lock()
 	c.closed = true
 	c.queue, c.spare = nil, nil
+	if c.drained != nil && !c.flushing {
+		close(c.drained)
+		c.drained = nil
+	}
 	c.mu.Unlock()
 	c.pinger.Stop()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/drp"
 	"github.com/heraldhq/herald/services/edge/hub"
+	"github.com/heraldhq/herald/services/edge/monitor"
 )
 
 // Config is the edge's settings. The zero value of a field means its default.
@@ -26,6 +27,7 @@ type Config struct {
 	WS              wsconn.Config
 	Hub             hub.Config
 	ShutdownTimeout time.Duration // how long to wait for clients to go after close 1001 (default 5s)
+	AuthTimeout     time.Duration // wait for the first-message auth of monitoring sockets (default 10s)
 }
 
 // RegisterFlags binds the settings to flags (edge.max-frame-bytes, edge.send-queue, ...).
@@ -33,6 +35,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.WS.RegisterFlags(fs, "edge.")
 	fs.IntVar(&c.Hub.Inbound, "edge.inbound", 0, "events buffered between NATS and the fan-out (0: 65536)")
 	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", 0, "wait for clients to close on shutdown (0: 5s)")
+	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 0, "wait for the auth message on metrics and logs sockets (0: 10s)")
 }
 
 // Validate reports settings that cannot work.
@@ -42,16 +45,19 @@ func (c Config) Validate() error { return c.WS.Validate() }
 type Deps struct {
 	NC       *nats.Conn     // required: events arrive here
 	Verifier token.Verifier // required: checks tokens locally
+	Latest   monitor.Latest // the latest metrics sample per server (agentstate); nil: none on connect
 	Log      *slog.Logger
 }
 
 // Edge is one gateway instance.
 type Edge struct {
-	cfg   Config
-	log   *slog.Logger
-	hub   *hub.Hub
-	drp   *drp.Handler
-	ready chan struct{}
+	cfg     Config
+	log     *slog.Logger
+	hub     *hub.Hub
+	drp     *drp.Handler
+	metrics *monitor.Handler
+	logs    *monitor.Handler
+	ready   chan struct{}
 }
 
 // New wires an edge; it starts nothing.
@@ -72,15 +78,24 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	log = log.With("component", "edge")
 	h := hub.New(deps.NC, cfg.Hub, log)
 	auth := access.New(deps.Verifier, deps.NC)
+	up := wsconn.NewUpgrader(cfg.WS, nil)
+	mon := func(k monitor.Kind) *monitor.Handler {
+		return &monitor.Handler{Kind: k, Hub: h, Auth: auth, Upgrader: up, Latest: deps.Latest,
+			AuthTimeout: cfg.AuthTimeout, Log: log}
+	}
 	return &Edge{
 		cfg: cfg, log: log, hub: h, ready: make(chan struct{}),
-		drp: &drp.Handler{Hub: h, Auth: auth, Upgrader: wsconn.NewUpgrader(cfg.WS, nil), Log: log},
+		drp:     &drp.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log},
+		metrics: mon(monitor.Metrics),
+		logs:    mon(monitor.Logs),
 	}, nil
 }
 
 // Register mounts the edge's WebSocket endpoints.
 func (e *Edge) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+drp.Path, e.drp)
+	mux.Handle("GET "+monitor.MetricsPath, e.metrics)
+	mux.Handle("GET "+monitor.LogsPath, e.logs)
 }
 
 // Ready is closed once the edge dispatches events.

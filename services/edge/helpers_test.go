@@ -43,7 +43,7 @@ type rig struct {
 
 func (r *rig) issuerKey() ed25519.PrivateKey { return r.priv }
 
-type rigOption func(*edge.Config)
+type rigOption func(*edge.Config, *edge.Deps)
 
 func newRig(t testing.TB, opts ...rigOption) *rig {
 	t.Helper()
@@ -55,10 +55,11 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	issuer := token.NewIssuer(priv, time.Hour)
 	edgeNC := natstest.Connect(t, ns)
 	var cfg edge.Config
+	deps := edge.Deps{NC: edgeNC, Verifier: token.NewVerifier(issuer.PublicKey())}
 	for _, o := range opts {
-		o(&cfg)
+		o(&cfg, &deps)
 	}
-	e, err := edge.New(cfg, edge.Deps{NC: edgeNC, Verifier: token.NewVerifier(issuer.PublicKey())})
+	e, err := edge.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,5 +277,5 @@ func basic(user, pw string) http.Header {
 }
 
 func withWS(f func(*wsconn.Config)) rigOption {
-	return func(c *edge.Config) { f(&c.WS) }
+	return func(c *edge.Config, _ *edge.Deps) { f(&c.WS) }
 }

@@ -74,8 +74,14 @@ type topic struct {
 	err     error         // set before ready closes
 
 	mu      sync.RWMutex
-	clients []*Client       // guarded by mu; order is irrelevant
-	index   map[*Client]int // position in clients; guarded by mu
+	members []member        // guarded by mu; order is irrelevant
+	index   map[*Client]int // position in members; guarded by mu
+}
+
+// member is one client of a topic and the encoder its frames take there.
+type member struct {
+	c   *Client
+	enc Encoder
 }
 
 // Client is one connection's registrations.
@@ -134,6 +140,7 @@ func (h *Hub) stop() {
 }
 
 // NewClient returns a client with no registrations, or ErrClosed once the hub has stopped.
+// enc is the encoder Subscribe uses; it may be nil for clients that only use SubscribeWith.
 // Every client must be given back with Remove when its connection ends.
 func (h *Hub) NewClient(sink Sink, enc Encoder) (*Client, error) {
 	c := &Client{sink: sink, enc: enc, refs: map[string]int{}}
@@ -182,8 +189,15 @@ func (h *Hub) Shutdown(ctx context.Context, code int, reason string) error {
 func (c *Client) Sink() Sink { return c.sink }
 
 // Subscribe adds one registration's subjects to the client and returns once NATS has the
-// interest, so an event published after Subscribe returns reaches the client.
+// interest, so an event published after Subscribe returns reaches the client. Frames take the
+// client's own encoder.
 func (h *Hub) Subscribe(ctx context.Context, c *Client, subjects []string) error {
+	return h.SubscribeWith(ctx, c, c.enc, subjects)
+}
+
+// SubscribeWith is Subscribe with another encoder for these subjects, for a client that
+// receives several kinds of frame. A subject the client already holds keeps its encoder.
+func (h *Hub) SubscribeWith(ctx context.Context, c *Client, enc Encoder, subjects []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var added []string
@@ -195,7 +209,7 @@ func (h *Hub) Subscribe(ctx context.Context, c *Client, subjects []string) error
 	}
 	var waits []*topic
 	for _, s := range added {
-		t, err := h.join(c, s)
+		t, err := h.join(c, enc, s)
 		if err != nil {
 			h.undo(c, subjects)
 			return err
@@ -275,7 +289,7 @@ func (h *Hub) release(c *Client, subjects []string) {
 }
 
 // join adds c to the topic for s, subscribing to NATS if c is the first.
-func (h *Hub) join(c *Client, s string) (*topic, error) {
+func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -295,8 +309,8 @@ func (h *Hub) join(c *Client, s string) (*topic, error) {
 		go h.confirm(t)
 	}
 	t.mu.Lock()
-	t.index[c] = len(t.clients)
-	t.clients = append(t.clients, c)
+	t.index[c] = len(t.members)
+	t.members = append(t.members, member{c, enc})
 	t.mu.Unlock()
 	return t, nil
 }
@@ -319,14 +333,14 @@ func (h *Hub) leave(c *Client, s string) {
 	}
 	t.mu.Lock()
 	if i, ok := t.index[c]; ok {
-		last := len(t.clients) - 1
-		t.clients[i] = t.clients[last]
-		t.index[t.clients[i]] = i
-		t.clients[last] = nil
-		t.clients = t.clients[:last]
+		last := len(t.members) - 1
+		t.members[i] = t.members[last]
+		t.index[t.members[i].c] = i
+		t.members[last] = member{}
+		t.members = t.members[:last]
 		delete(t.index, c)
 	}
-	empty := len(t.clients) == 0
+	empty := len(t.members) == 0
 	t.mu.Unlock()
 	if empty {
 		_ = t.sub.Unsubscribe()
@@ -374,11 +388,12 @@ func (h *Hub) dispatch(m *nats.Msg) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var n uint64
-	for _, c := range t.clients {
+	for _, mb := range t.members {
+		c := mb.c
 		if !c.firstMatch(t.subject, m.Subject) {
 			continue
 		}
-		frame, err := fc.frame(c.enc, m)
+		frame, err := fc.frame(mb.enc, m)
 		if err != nil {
 			h.undecodable.Add(1)
 			h.log.Warn("event not delivered: cannot encode", "subject", m.Subject, "err", err)
