@@ -271,6 +271,403 @@ func (x *VerifyResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// CreateAPIKeyRequest names the server a new key is for.
+type CreateAPIKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Server the key's agent reports as; required, at most 128 bytes, no
+	// control characters or spaces.
+	ServerId string `protobuf:"bytes,1,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	// Optional label for people, e.g. "web-1 prod agent"; at most 128 bytes.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyRequest) Reset() {
+	*x = CreateAPIKeyRequest{}
+	mi := &file_herald_v1_auth_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyRequest) ProtoMessage() {}
+
+func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CreateAPIKeyRequest) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CreateAPIKeyResponse carries a new key. It is the only time the key is
+// shown.
+type CreateAPIKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The secret to give the agent ("hk_" followed by 43 base64url
+	// characters).
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Public id of the key, for listing and revoking.
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Server the key is bound to.
+	ServerId string `protobuf:"bytes,3,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	// Label given at creation.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Time the key was created.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyResponse) Reset() {
+	*x = CreateAPIKeyResponse{}
+	mi := &file_herald_v1_auth_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyResponse) ProtoMessage() {}
+
+func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateAPIKeyResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyResponse) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyResponse) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// ListAPIKeysRequest optionally narrows the list to one server.
+type ListAPIKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only keys of this server; empty lists every key.
+	ServerId      string `protobuf:"bytes,1,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysRequest) Reset() {
+	*x = ListAPIKeysRequest{}
+	mi := &file_herald_v1_auth_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysRequest) ProtoMessage() {}
+
+func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListAPIKeysRequest) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+// ListAPIKeysResponse lists API keys without their secrets.
+type ListAPIKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keys, oldest first.
+	Keys          []*APIKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysResponse) Reset() {
+	*x = ListAPIKeysResponse{}
+	mi := &file_herald_v1_auth_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysResponse) ProtoMessage() {}
+
+func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// APIKey describes a stored API key. It never carries the secret.
+type APIKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Public id of the key.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Server the key is bound to.
+	ServerId string `protobuf:"bytes,2,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	// Label given at creation.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Time the key was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Whether the key was revoked; a revoked key is refused.
+	Revoked       bool `protobuf:"varint,5,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APIKey) Reset() {
+	*x = APIKey{}
+	mi := &file_herald_v1_auth_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APIKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APIKey) ProtoMessage() {}
+
+func (x *APIKey) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
+func (*APIKey) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *APIKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *APIKey) GetServerId() string {
+	if x != nil {
+		return x.ServerId
+	}
+	return ""
+}
+
+func (x *APIKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *APIKey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *APIKey) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+// RevokeAPIKeyRequest names the key to revoke.
+type RevokeAPIKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the key, as returned by CreateAPIKey or ListAPIKeys.
+	KeyId         string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyRequest) Reset() {
+	*x = RevokeAPIKeyRequest{}
+	mi := &file_herald_v1_auth_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyRequest) ProtoMessage() {}
+
+func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RevokeAPIKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// RevokeAPIKeyResponse is empty: success means the key is revoked.
+type RevokeAPIKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyResponse) Reset() {
+	*x = RevokeAPIKeyResponse{}
+	mi := &file_herald_v1_auth_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyResponse) ProtoMessage() {}
+
+func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{10}
+}
+
 var File_herald_v1_auth_proto protoreflect.FileDescriptor
 
 const file_herald_v1_auth_proto_rawDesc = "" +
@@ -292,10 +689,37 @@ const file_herald_v1_auth_proto_rawDesc = "" +
 	"\vpermissions\x18\x02 \x03(\tR\vpermissions\x127\n" +
 	"\tissued_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\x88\x01\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"F\n" +
+	"\x13CreateAPIKeyRequest\x12\x1b\n" +
+	"\tserver_id\x18\x01 \x01(\tR\bserverId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xab\x01\n" +
+	"\x14CreateAPIKeyResponse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1b\n" +
+	"\tserver_id\x18\x03 \x01(\tR\bserverId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"1\n" +
+	"\x12ListAPIKeysRequest\x12\x1b\n" +
+	"\tserver_id\x18\x01 \x01(\tR\bserverId\"<\n" +
+	"\x13ListAPIKeysResponse\x12%\n" +
+	"\x04keys\x18\x01 \x03(\v2\x11.herald.v1.APIKeyR\x04keys\"\xa5\x01\n" +
+	"\x06APIKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
+	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\arevoked\x18\x05 \x01(\bR\arevoked\",\n" +
+	"\x13RevokeAPIKeyRequest\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x16\n" +
+	"\x14RevokeAPIKeyResponse2\xf8\x02\n" +
 	"\vAuthService\x12:\n" +
 	"\x05Login\x12\x17.herald.v1.LoginRequest\x1a\x18.herald.v1.LoginResponse\x12=\n" +
-	"\x06Verify\x12\x18.herald.v1.VerifyRequest\x1a\x19.herald.v1.VerifyResponseB\x94\x01\n" +
+	"\x06Verify\x12\x18.herald.v1.VerifyRequest\x1a\x19.herald.v1.VerifyResponse\x12O\n" +
+	"\fCreateAPIKey\x12\x1e.herald.v1.CreateAPIKeyRequest\x1a\x1f.herald.v1.CreateAPIKeyResponse\x12L\n" +
+	"\vListAPIKeys\x12\x1d.herald.v1.ListAPIKeysRequest\x1a\x1e.herald.v1.ListAPIKeysResponse\x12O\n" +
+	"\fRevokeAPIKey\x12\x1e.herald.v1.RevokeAPIKeyRequest\x1a\x1f.herald.v1.RevokeAPIKeyResponseB\x94\x01\n" +
 	"\rcom.herald.v1B\tAuthProtoP\x01Z3github.com/heraldhq/herald/proto/herald/v1;heraldv1\xa2\x02\x03HXX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xe2\x02\x15Herald\\V1\\GPBMetadata\xea\x02\n" +
 	"Herald::V1b\x06proto3"
 
@@ -311,27 +735,43 @@ func file_herald_v1_auth_proto_rawDescGZIP() []byte {
 	return file_herald_v1_auth_proto_rawDescData
 }
 
-var file_herald_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_herald_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_herald_v1_auth_proto_goTypes = []any{
 	(*LoginRequest)(nil),          // 0: herald.v1.LoginRequest
 	(*LoginResponse)(nil),         // 1: herald.v1.LoginResponse
 	(*VerifyRequest)(nil),         // 2: herald.v1.VerifyRequest
 	(*VerifyResponse)(nil),        // 3: herald.v1.VerifyResponse
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*CreateAPIKeyRequest)(nil),   // 4: herald.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),  // 5: herald.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),    // 6: herald.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),   // 7: herald.v1.ListAPIKeysResponse
+	(*APIKey)(nil),                // 8: herald.v1.APIKey
+	(*RevokeAPIKeyRequest)(nil),   // 9: herald.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),  // 10: herald.v1.RevokeAPIKeyResponse
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_herald_v1_auth_proto_depIdxs = []int32{
-	4, // 0: herald.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	4, // 1: herald.v1.VerifyResponse.issued_at:type_name -> google.protobuf.Timestamp
-	4, // 2: herald.v1.VerifyResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0, // 3: herald.v1.AuthService.Login:input_type -> herald.v1.LoginRequest
-	2, // 4: herald.v1.AuthService.Verify:input_type -> herald.v1.VerifyRequest
-	1, // 5: herald.v1.AuthService.Login:output_type -> herald.v1.LoginResponse
-	3, // 6: herald.v1.AuthService.Verify:output_type -> herald.v1.VerifyResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	11, // 0: herald.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 1: herald.v1.VerifyResponse.issued_at:type_name -> google.protobuf.Timestamp
+	11, // 2: herald.v1.VerifyResponse.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 3: herald.v1.CreateAPIKeyResponse.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 4: herald.v1.ListAPIKeysResponse.keys:type_name -> herald.v1.APIKey
+	11, // 5: herald.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 6: herald.v1.AuthService.Login:input_type -> herald.v1.LoginRequest
+	2,  // 7: herald.v1.AuthService.Verify:input_type -> herald.v1.VerifyRequest
+	4,  // 8: herald.v1.AuthService.CreateAPIKey:input_type -> herald.v1.CreateAPIKeyRequest
+	6,  // 9: herald.v1.AuthService.ListAPIKeys:input_type -> herald.v1.ListAPIKeysRequest
+	9,  // 10: herald.v1.AuthService.RevokeAPIKey:input_type -> herald.v1.RevokeAPIKeyRequest
+	1,  // 11: herald.v1.AuthService.Login:output_type -> herald.v1.LoginResponse
+	3,  // 12: herald.v1.AuthService.Verify:output_type -> herald.v1.VerifyResponse
+	5,  // 13: herald.v1.AuthService.CreateAPIKey:output_type -> herald.v1.CreateAPIKeyResponse
+	7,  // 14: herald.v1.AuthService.ListAPIKeys:output_type -> herald.v1.ListAPIKeysResponse
+	10, // 15: herald.v1.AuthService.RevokeAPIKey:output_type -> herald.v1.RevokeAPIKeyResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_auth_proto_init() }
@@ -345,7 +785,7 @@ func file_herald_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_auth_proto_rawDesc), len(file_herald_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
