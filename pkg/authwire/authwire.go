@@ -6,6 +6,8 @@
 // herald.auth.login: request {"username","password"}; reply
 // {"token","expires_at","user","permissions"} or {"error","code"}.
 // herald.auth.keys: empty request; reply {"public_key":"<base64>"}.
+// herald.auth.apikey.verify: request {"key"}; reply
+// {"key_id","server_id","name"} or {"error","code"}.
 package authwire
 
 import (
@@ -15,8 +17,9 @@ import (
 
 // Subjects served by the auth service.
 const (
-	SubjectLogin = "herald.auth.login"
-	SubjectKeys  = "herald.auth.keys"
+	SubjectLogin        = "herald.auth.login"
+	SubjectKeys         = "herald.auth.keys"
+	SubjectAPIKeyVerify = "herald.auth.apikey.verify"
 )
 
 // QueueGroup is the queue group every auth replica subscribes with, so each
@@ -76,4 +79,35 @@ type KeysReply struct {
 // client; msg must not carry internal details.
 func LoginError(code, msg string) LoginReply {
 	return LoginReply{Error: msg, Code: code}
+}
+
+// APIKeyRequest is the body of a herald.auth.apikey.verify request.
+type APIKeyRequest struct {
+	Key string `json:"key"`
+}
+
+// APIKeyReply is the body of a herald.auth.apikey.verify reply: either the
+// key fields or Error and Code are set.
+type APIKeyReply struct {
+	KeyID    string `json:"key_id,omitempty"`
+	ServerID string `json:"server_id,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Code     string `json:"code,omitempty"`
+}
+
+// APIKeyInfo is what a valid API key stands for; never the secret.
+type APIKeyInfo struct {
+	// KeyID is the key's public id.
+	KeyID string
+	// ServerID is the server whose agent the key authenticates.
+	ServerID string
+	// Name is the key's label, possibly empty.
+	Name string
+}
+
+// APIKeyError returns a failed APIKeyReply with code and a message for the
+// client; msg must not carry internal details.
+func APIKeyError(code, msg string) APIKeyReply {
+	return APIKeyReply{Error: msg, Code: code}
 }

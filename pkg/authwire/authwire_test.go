@@ -43,13 +43,22 @@ func startResponder(t *testing.T, s *server.Server, is *token.Issuer, calls *ato
 			}
 			return authwire.LoginReply{Token: raw, ExpiresAt: c.ExpiresAt, User: c.Subject, Permissions: c.Permissions}
 		},
+		VerifyAPIKey: func(_ context.Context, req authwire.APIKeyRequest) authwire.APIKeyReply {
+			switch req.Key {
+			case goodKey:
+				return authwire.APIKeyReply{KeyID: "k1", ServerID: "web-1", Name: "web one"}
+			case "hk_boom":
+				return authwire.APIKeyError(authwire.CodeInternal, "internal error")
+			}
+			return authwire.APIKeyError(authwire.CodeUnauthorized, "invalid or inactive API key")
+		},
 	}
 	before := s.NumSubscriptions()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(ctx, nc, "") }()
 	testutil.Eventually(t, 5*time.Second, func() error {
-		if got := s.NumSubscriptions(); got < before+2 {
+		if got := s.NumSubscriptions(); got < before+3 {
 			return errors.New("responder not subscribed yet")
 		}
 		return nil
@@ -75,6 +84,9 @@ func startResponder(t *testing.T, s *server.Server, is *token.Issuer, calls *ato
 	})
 	return stop
 }
+
+// goodKey is the one API key the test responder accepts.
+const goodKey = "hk_good"
 
 func newIssuer(t *testing.T) *token.Issuer {
 	t.Helper()
@@ -182,9 +194,9 @@ func TestServeStopsAndDrains(t *testing.T) {
 	if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); err != nil {
 		t.Fatal(err)
 	}
-	// The client's reply inbox is a subscription too; only the two auth
+	// The client's reply inbox is a subscription too; only the three auth
 	// subscriptions must go.
-	before := s.NumSubscriptions() - 2
+	before := s.NumSubscriptions() - 3
 	if err := stop(); err != nil {
 		t.Fatalf("Serve returned %v", err)
 	}
@@ -219,5 +231,97 @@ func TestQueueGroupAnswersOnce(t *testing.T) {
 	}
 	if got := calls.Load(); got != n {
 		t.Fatalf("%d login calls for %d requests: queue group not shared", got, n)
+	}
+}
+
+func TestVerifyAPIKey(t *testing.T) {
+	t.Parallel()
+	s := natstest.RunServer(t)
+	startResponder(t, s, newIssuer(t), nil)
+	nc := natstest.Connect(t, s)
+
+	info, err := authwire.VerifyAPIKey(t.Context(), nc, goodKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info != (authwire.APIKeyInfo{KeyID: "k1", ServerID: "web-1", Name: "web one"}) {
+		t.Fatalf("VerifyAPIKey = %+v", info)
+	}
+	for _, tc := range []struct {
+		name, key string
+		want      error
+	}{
+		{"unknown", "hk_unknown", authwire.ErrUnauthorized},
+		{"empty", "", authwire.ErrUnauthorized},
+		{"internal", "hk_boom", authwire.ErrInternal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info, err := authwire.VerifyAPIKey(t.Context(), nc, tc.key)
+			if !errors.Is(err, tc.want) || info != (authwire.APIKeyInfo{}) {
+				t.Fatalf("VerifyAPIKey(%q) = %+v, %v; want %v", tc.key, info, err, tc.want)
+			}
+			if errors.Is(err, authwire.ErrUnavailable) {
+				t.Errorf("error %v claims auth is unavailable", err)
+			}
+			if tc.key != "" && strings.Contains(err.Error(), tc.key) {
+				t.Errorf("error %q shows the key", err)
+			}
+		})
+	}
+
+	// A body that is not JSON is refused as malformed.
+	msg, err := nc.RequestWithContext(t.Context(), authwire.SubjectAPIKeyVerify, []byte("hk_good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(msg.Data), `"code":"bad_request"`) {
+		t.Fatalf("non-JSON request answered %s", msg.Data)
+	}
+}
+
+func TestVerifyAPIKeyUnavailableAndBadReplies(t *testing.T) {
+	t.Parallel()
+	s := natstest.RunServer(t)
+	nc := natstest.Connect(t, s)
+	if _, err := authwire.VerifyAPIKey(t.Context(), nc, goodKey); !errors.Is(err, authwire.ErrUnavailable) {
+		t.Fatalf("no responders: %v, want ErrUnavailable", err)
+	}
+
+	// A responder without VerifyAPIKey does not serve the subject at all.
+	is := newIssuer(t)
+	resp := natstest.Connect(t, s)
+	r := authwire.Responder{PublicKey: is.PublicKey(), Login: func(context.Context, authwire.LoginRequest) authwire.LoginReply {
+		return authwire.LoginError(authwire.CodeUnauthorized, "no")
+	}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, resp, "") }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		_, err := authwire.Login(t.Context(), nc, "a", "b")
+		if !errors.Is(err, authwire.ErrUnauthorized) {
+			return errors.New("login responder not up yet")
+		}
+		return nil
+	})
+	if _, err := authwire.VerifyAPIKey(t.Context(), nc, goodKey); !errors.Is(err, authwire.ErrUnavailable) {
+		t.Fatalf("responder without VerifyAPIKey: %v, want ErrUnavailable", err)
+	}
+
+	// A reply that names no server is not taken for a valid key.
+	odd := natstest.Connect(t, s)
+	if _, err := odd.Subscribe(authwire.SubjectAPIKeyVerify, func(m *nats.Msg) { _ = m.Respond([]byte(`{"key_id":"k1"}`)) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := odd.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authwire.VerifyAPIKey(t.Context(), nc, goodKey); !errors.Is(err, authwire.ErrInternal) {
+		t.Fatalf("reply without server id: %v, want ErrInternal", err)
 	}
 }

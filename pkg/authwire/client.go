@@ -50,6 +50,28 @@ func FetchPublicKey(ctx context.Context, nc *nats.Conn) (ed25519.PublicKey, erro
 	return pub, nil
 }
 
+// VerifyAPIKey asks the auth service which server key belongs to. An
+// unknown, revoked or empty key gives an error wrapping ErrUnauthorized; no
+// answer gives one wrapping ErrUnavailable, so a caller can tell "refuse
+// this agent" from "try again later". The key is never part of an error.
+func VerifyAPIKey(ctx context.Context, nc *nats.Conn, key string) (APIKeyInfo, error) {
+	req, err := json.Marshal(APIKeyRequest{Key: key})
+	if err != nil {
+		return APIKeyInfo{}, fmt.Errorf("auth verify api key: %w", err)
+	}
+	var reply APIKeyReply
+	if err := request(ctx, nc, SubjectAPIKeyVerify, req, &reply); err != nil {
+		return APIKeyInfo{}, fmt.Errorf("auth verify api key: %w", err)
+	}
+	if err := replyError(reply.Code, reply.Error); err != nil {
+		return APIKeyInfo{}, fmt.Errorf("auth verify api key: %w", err)
+	}
+	if reply.KeyID == "" || reply.ServerID == "" {
+		return APIKeyInfo{}, fmt.Errorf("auth verify api key: %w: reply without key id or server id", ErrInternal)
+	}
+	return APIKeyInfo{KeyID: reply.KeyID, ServerID: reply.ServerID, Name: reply.Name}, nil
+}
+
 // request sends data on subj and decodes the reply into v, classifying
 // transport failures as ErrUnavailable.
 func request(ctx context.Context, nc *nats.Conn, subj string, data []byte, v any) error {

@@ -22,13 +22,18 @@ type Responder struct {
 	// Login answers a decoded, non-empty login request. It must set either
 	// the token fields or Error and Code (see LoginError).
 	Login func(ctx context.Context, req LoginRequest) LoginReply
+	// VerifyAPIKey answers a decoded herald.auth.apikey.verify request (the
+	// key may be empty). It must set either the key fields or Error and
+	// Code (see APIKeyError). Nil: that subject is not served.
+	VerifyAPIKey func(ctx context.Context, req APIKeyRequest) APIKeyReply
 	// PublicKey is the key herald.auth.keys replies with.
 	PublicKey ed25519.PublicKey
 	// Log receives failures to reply; nil discards them.
 	Log *slog.Logger
 }
 
-// Serve subscribes to SubjectLogin and SubjectKeys in queue group queue
+// Serve subscribes to SubjectLogin, SubjectKeys and, when VerifyAPIKey is
+// set, SubjectAPIKeyVerify in queue group queue
 // (QueueGroup if empty) and answers requests until ctx is done; then it
 // drains the subscriptions, so requests already received are answered, and
 // returns nil. Requests on one subscription are handled one at a time,
@@ -85,6 +90,22 @@ func (r Responder) Serve(ctx context.Context, nc *nats.Conn, queue string) error
 		return fmt.Errorf("authwire: subscribe %s: %w", SubjectKeys, err)
 	}
 	subs = append(subs, sub)
+	if r.VerifyAPIKey != nil {
+		sub, err = nc.QueueSubscribe(SubjectAPIKeyVerify, queue, func(m *nats.Msg) {
+			var req APIKeyRequest
+			if err := json.Unmarshal(m.Data, &req); err != nil {
+				respond(m, APIKeyError(CodeBadRequest, "request body is not a JSON api key request"))
+				return
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
+			defer cancel()
+			respond(m, r.VerifyAPIKey(rctx, req))
+		})
+		if err != nil {
+			return fmt.Errorf("authwire: subscribe %s: %w", SubjectAPIKeyVerify, err)
+		}
+		subs = append(subs, sub)
+	}
 	// Make sure the server has the interest before callers are told we run.
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("authwire: flush: %w", err)
