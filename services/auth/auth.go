@@ -2,6 +2,11 @@
 // passwords, a bootstrap admin, and Ed25519-signed tokens (pkg/token)
 // issued over HTTP (JSON and Salt's /login), gRPC (herald.v1.AuthService)
 // and NATS (pkg/authwire). Edges verify tokens locally with the public key.
+//
+// It also keeps agents' API keys, each bound to one server and stored as
+// its SHA-256: created, listed and revoked over gRPC (permission
+// apikeys.manage.*), verified by ingests over NATS (authwire.VerifyAPIKey).
+// Users and keys live in memory (all-in-one) or in Redis (RedisStore).
 package auth
 
 import (
@@ -145,7 +150,7 @@ type Deps struct {
 	NC *nats.Conn
 	// Log is the logger; nil discards.
 	Log *slog.Logger
-	// Store holds users; nil: a new MemoryStore.
+	// Store holds users and API keys; nil: a new MemoryStore.
 	Store Store
 	// Now is the clock for tokens and the login limiter; nil: time.Now.
 	Now func() time.Time
@@ -161,6 +166,7 @@ type Service struct {
 	issuer   *token.Issuer
 	verifier token.Verifier
 	limiter  *failureLimiter
+	now      func() time.Time
 }
 
 // bootstrapTimeout bounds the store writes New makes.
@@ -186,6 +192,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
+	s.now = now
 	var err error
 	if s.hasher, err = newHasher(cfg.BcryptCost); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
@@ -286,8 +293,8 @@ func (s *Service) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	r := authwire.Responder{Login: s.natsLogin, PublicKey: s.PublicKey(), Log: s.log}
-	s.log.Info("serving auth on NATS", "subjects", []string{authwire.SubjectLogin, authwire.SubjectKeys}, "queue", authwire.QueueGroup)
+	r := authwire.Responder{Login: s.natsLogin, VerifyAPIKey: s.natsVerifyAPIKey, PublicKey: s.PublicKey(), Log: s.log}
+	s.log.Info("serving auth on NATS", "subjects", []string{authwire.SubjectLogin, authwire.SubjectKeys, authwire.SubjectAPIKeyVerify}, "queue", authwire.QueueGroup)
 	if err := r.Serve(ctx, s.nc, authwire.QueueGroup); err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}

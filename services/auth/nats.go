@@ -28,3 +28,17 @@ func (s *Service) natsLogin(ctx context.Context, req authwire.LoginRequest) auth
 		return authwire.LoginError(authwire.CodeInternal, "internal error")
 	}
 }
+
+// natsVerifyAPIKey adapts VerifyAPIKey to the authwire reply shape.
+func (s *Service) natsVerifyAPIKey(ctx context.Context, req authwire.APIKeyRequest) authwire.APIKeyReply {
+	k, err := s.VerifyAPIKey(ctx, req.Key)
+	switch {
+	case err == nil:
+		return authwire.APIKeyReply{KeyID: k.ID, ServerID: k.ServerID, Name: k.Name}
+	case errors.Is(err, ErrInvalidAPIKey):
+		return authwire.APIKeyError(authwire.CodeUnauthorized, err.Error())
+	default:
+		s.log.LogAttrs(ctx, slog.LevelError, "api key verification over NATS failed", slog.Any("err", err))
+		return authwire.APIKeyError(authwire.CodeInternal, "internal error")
+	}
+}

@@ -3,16 +3,22 @@
 // AuthService (with server reflection), and herald.auth.* on NATS.
 // Every flag can also be set as HERALD_<FLAG> (auth.token-ttl ->
 // HERALD_AUTH_TOKEN_TTL); the admin password also as HERALD_ADMIN_PASSWORD.
+// With redis.url (HERALD_REDIS_URL) users and API keys live in Redis and
+// replicas share them; without it they live in memory and die with the
+// process.
 package main
 
 import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
@@ -36,6 +42,7 @@ func run() error {
 	fs := flag.NewFlagSet("herald-auth", flag.ContinueOnError)
 	httpAddr := fs.String("http.addr", "127.0.0.1:8081", "HTTP listen address (login, health)")
 	grpcAddr := fs.String("grpc.addr", "127.0.0.1:9091", "gRPC listen address")
+	redisURL := fs.String("redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for users and API keys; empty keeps them in memory")
 	appCfg.RegisterFlags(fs)
 	natsCfg.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
@@ -54,7 +61,12 @@ func run() error {
 		return err
 	}
 	defer natsx.Drain(nc, appCfg.ShutdownTimeout)
-	svc, err := auth.New(cfg, auth.Deps{NC: nc, Log: log})
+	store, closeStore, err := openStore(ctx, *redisURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	svc, err := auth.New(cfg, auth.Deps{NC: nc, Log: log, Store: store})
 	if err != nil {
 		return err
 	}
@@ -71,4 +83,25 @@ func run() error {
 		app.Named{Name: "http", Runner: &app.HTTPServer{Addr: *httpAddr, Handler: mux, Log: log}},
 		app.Named{Name: "health", Runner: health},
 	)
+}
+
+// openStore connects to Redis when url is set and checks it answers; else
+// it returns a memory store.
+func openStore(ctx context.Context, url string, log *slog.Logger) (auth.Store, func(), error) {
+	if url == "" {
+		log.Warn("no redis.url: users and API keys are kept in memory and lost on restart")
+		return auth.NewMemoryStore(), func() {}, nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis.url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		rdb.Close()
+		return nil, nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
+	}
+	return auth.NewRedisStore(rdb, auth.DefaultRedisPrefix), func() { rdb.Close() }, nil
 }
