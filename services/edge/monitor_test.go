@@ -1,36 +1,23 @@
 package edge_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/services/edge"
+	"github.com/heraldhq/herald/services/edge/monitor"
 )
 
-// latestSamples keeps the last sample per server, as agentstate does for the edge.
-type latestSamples struct {
-	mu sync.Mutex
-	m  map[string]json.RawMessage
-}
-
-func (l *latestSamples) LatestMetrics(_ context.Context, id string) (json.RawMessage, bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s, ok := l.m[id]
-	return s, ok, nil
-}
-
-func withLatest(l *latestSamples) rigOption {
+func withLatest(l monitor.Latest) rigOption {
 	return func(_ *edge.Config, d *edge.Deps) { d.Latest = l }
 }
 
@@ -85,7 +72,10 @@ func (r *rig) publishRaw(subj, payload string) {
 
 func TestMetricsSocket(t *testing.T) {
 	t.Parallel()
-	latest := &latestSamples{m: map[string]json.RawMessage{"srv-1": json.RawMessage(`{"server_id":"srv-1","cpu_percent":12.5}`)}}
+	latest := agentstate.NewMemory()
+	if _, err := latest.PutMetrics(t.Context(), "srv-1", time.Now(), json.RawMessage(`{"server_id":"srv-1","cpu_percent":12.5}`)); err != nil {
+		t.Fatal(err)
+	}
 	r := newRig(t, withLatest(latest))
 	ws := r.dialMonitor("metrics", "srv-1")
 	sendJSON(t, ws, map[string]string{"type": "auth", "token": r.token("metrics.read.srv-1")})
