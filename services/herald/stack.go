@@ -64,11 +64,16 @@ type Stack struct {
 	grpc  *app.GRPCServer
 	ready chan struct{}
 
-	mu   sync.Mutex
-	nats *server.Server
-	auth *auth.Service
-	edge *edge.Edge
+	mu     sync.Mutex
+	nats   *server.Server
+	auth   *auth.Service
+	edge   *edge.Edge
+	devKey string
 }
+
+// DevServerID is the server id of the API key the stack creates at start
+// while API keys live in memory, so a newcomer can start an agent at once.
+const DevServerID = "dev-server"
 
 // New checks cfg. It starts nothing. A nil log discards.
 func New(cfg Config, log *slog.Logger) (*Stack, error) {
@@ -112,6 +117,14 @@ func (s *Stack) Auth() *auth.Service {
 	return s.auth
 }
 
+// DevAPIKey is the API key made at start for server DevServerID, valid
+// after Ready.
+func (s *Stack) DevAPIKey() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.devKey
+}
+
 // Edge is the edge service, valid after Ready; tests use its Hub.
 func (s *Stack) Edge() *edge.Edge {
 	s.mu.Lock()
@@ -137,6 +150,14 @@ func (s *Stack) Run(ctx context.Context) error {
 	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: w.conn("auth"), Log: s.log})
 	w.check(err)
 	w.add("auth", authSvc)
+	// The auth store is memory here, so keys die with the process: make a
+	// fresh dev key each start (printed by Banner). Skip this once a
+	// persistent key store is configured.
+	var devKey auth.NewAPIKey
+	if authSvc != nil {
+		devKey, err = authSvc.CreateAPIKey(ctx, DevServerID, "dev key made by make run")
+		w.check(err)
+	}
 	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Log: s.log})
 	w.check(err)
 	w.add("ingest", ingestSvc)
@@ -165,7 +186,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	s.http.Handler, s.grpc.Server = mux, gs
 
 	s.mu.Lock()
-	s.nats, s.auth, s.edge = ns, authSvc, edgeSvc
+	s.nats, s.auth, s.edge, s.devKey = ns, authSvc, edgeSvc, devKey.Key
 	s.mu.Unlock()
 	w.add("grpc", s.grpc)
 	w.add("http", s.http)
@@ -241,6 +262,9 @@ Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second
   gRPC       %[2]s   (reflection on: grpcurl -plaintext %[2]s list)
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
   curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
+Start an agent (dev API key for server %[3]s, made at start, gone at exit):
+  cd services/agent && go run ./cmd/herald-agent -url ws://%[1]s/api/v1/agents/ws -api-key %[4]s
+Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
 
-`, h, g)
+`, h, g, DevServerID, s.DevAPIKey())
 }
