@@ -157,7 +157,7 @@ func (l *listFlag) Set(s string) error {
 // Deps holds what the agent uses that a test may want to swap.
 type Deps struct {
 	Log       *slog.Logger
-	Collector Collector // nil: HostCollector
+	Collector Collector // nil: a HostCollector
 }
 
 // Agent is one running agent. Build it with New, start it with Run.
@@ -183,7 +183,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	if deps.Collector == nil {
-		deps.Collector = HostCollector{}
+		deps.Collector = &HostCollector{}
 	}
 	return &Agent{
 		cfg:       cfg,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/shirou/gopsutil/v4/cpu"
@@ -26,16 +27,23 @@ type Collector interface {
 	Facts(ctx context.Context) (agentwire.FactsData, error)
 }
 
-// HostCollector reads the host's metrics and facts with gopsutil.
-type HostCollector struct{}
+// HostCollector reads the host's metrics and facts with gopsutil. Use it by
+// pointer; the zero value is ready.
+type HostCollector struct {
+	primed atomic.Bool
+}
 
-var _ Collector = HostCollector{}
+var _ Collector = (*HostCollector)(nil)
+
+// cpuPrimeWindow is how long the first sample measures CPU use: gopsutil's
+// non-blocking form measures since the previous call, which for the first
+// call is process start, a few milliseconds of start-up work (often 100%).
+const cpuPrimeWindow = 250 * time.Millisecond
 
 // Metrics returns CPU and memory use, the use of every mounted partition
 // and the counters of every network interface. CPU percent is the busy
-// share since the previous call (since process start for the first one),
-// so no call ever waits.
-func (HostCollector) Metrics(ctx context.Context) (agentwire.Metrics, error) {
+// share since the previous call, so only the first call waits (briefly).
+func (h *HostCollector) Metrics(ctx context.Context) (agentwire.Metrics, error) {
 	m := agentwire.Metrics{
 		Type:      agentwire.TypeMetrics,
 		Timestamp: time.Now().UTC().Format(time.RFC3339Nano),
@@ -43,7 +51,14 @@ func (HostCollector) Metrics(ctx context.Context) (agentwire.Metrics, error) {
 		Network:   []agentwire.NetworkInterface{},
 	}
 	var errs []error
-	if pct, err := cpu.PercentWithContext(ctx, 0, false); err != nil {
+	if !h.primed.Swap(true) {
+		// Start the between-calls baseline now, and measure this first
+		// sample over a short window of its own.
+		cpu.PercentWithContext(ctx, 0, false)
+		if pct, err := cpu.PercentWithContext(ctx, cpuPrimeWindow, false); err == nil && len(pct) > 0 {
+			m.CPUPercent = pct[0]
+		}
+	} else if pct, err := cpu.PercentWithContext(ctx, 0, false); err != nil {
 		errs = append(errs, fmt.Errorf("cpu: %w", err))
 	} else if len(pct) > 0 {
 		m.CPUPercent = pct[0]
@@ -101,7 +116,7 @@ func diskUsage(ctx context.Context) ([]agentwire.DiskUsage, error) {
 
 // Facts describes the host (Salt's grains): name, operating system, kernel,
 // CPUs, memory, boot time and the agent's own version.
-func (HostCollector) Facts(ctx context.Context) (agentwire.FactsData, error) {
+func (*HostCollector) Facts(ctx context.Context) (agentwire.FactsData, error) {
 	f := agentwire.FactsData{AgentVersion: agentVersion()}
 	var errs []error
 	if h, err := host.InfoWithContext(ctx); err != nil {
