@@ -24,7 +24,11 @@ type Redis struct {
 
 var _ Store = (*Redis)(nil)
 
-// NewRedis returns a Store on rdb with every key under prefix (e.g. "herald:agent:").
+// DefaultRedisPrefix is the key prefix every Herald process uses for agent state, so ingests
+// (writers) and edges (readers of the latest sample) meet on the same keys.
+const DefaultRedisPrefix = "herald:agent:"
+
+// NewRedis returns a Store on rdb with every key under prefix (normally DefaultRedisPrefix).
 func NewRedis(rdb *redis.Client, prefix string) *Redis { return &Redis{rdb: rdb, prefix: prefix} }
 
 // tsLayout is fixed width for years 0000-9999, so byte order is time order.

@@ -338,6 +338,9 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, c := range []ingest.Config{
 		{StreamMaxAge: -1}, {StreamMaxBytes: -1}, {PublishTimeout: -1}, {StreamReplicas: 7},
+		{AgentAuthTimeout: -1}, {AgentMaxFrameBytes: -1}, {AgentPongWait: -1},
+		{AgentPingInterval: time.Minute, AgentPongWait: 30 * time.Second}, {AlertCPU: 101},
+		{AlertSamples: -1}, {CommandTimeout: time.Hour, MaxCommandTimeout: time.Minute},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)

@@ -1,5 +1,11 @@
 // Command herald-ingest runs the ingest service alone against a NATS cluster: gRPC
-// EventService (with server reflection, for grpcurl) and HTTP health endpoints.
+// EventService and AgentService (with server reflection, for grpcurl), the agent WebSocket
+// (/api/v1/agents/ws), /api/v1/api-keys/me and HTTP health endpoints.
+//
+// AgentService callers' tokens are verified with auth's public key, given with
+// -auth.public-key or fetched once from auth over NATS at start. With redis.url
+// (HERALD_REDIS_URL) the latest sample and the facts of each server live in Redis, shared by
+// every ingest and edge; without it they are kept in memory, which is right for one ingest only.
 // Every flag can also be set as HERALD_<FLAG> (nats.url -> HERALD_NATS_URL).
 package main
 
@@ -7,16 +13,22 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/app"
+	"github.com/heraldhq/herald/pkg/authwire"
 	"github.com/heraldhq/herald/pkg/config"
 	"github.com/heraldhq/herald/pkg/natsx"
+	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/services/ingest"
 )
 
@@ -33,14 +45,16 @@ func run() error {
 	var cfg ingest.Config
 	fs := flag.NewFlagSet("herald-ingest", flag.ContinueOnError)
 	grpcAddr := fs.String("grpc.addr", "127.0.0.1:9092", "gRPC listen address")
-	httpAddr := fs.String("http.addr", "127.0.0.1:8082", "HTTP listen address (health)")
+	httpAddr := fs.String("http.addr", "127.0.0.1:8082", "HTTP listen address (agent socket, health)")
+	pubKey := fs.String("auth.public-key", "", "auth's Ed25519 public key, base64 (empty: fetch it from auth over NATS)")
+	redisURL := fs.String("redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for the latest samples and facts; empty keeps them in memory")
 	appCfg.RegisterFlags(fs)
 	natsCfg.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
 		return err
 	}
-	if err := errors.Join(appCfg.Validate(), natsCfg.Validate()); err != nil {
+	if err := errors.Join(appCfg.Validate(), natsCfg.Validate(), cfg.Validate()); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -52,7 +66,19 @@ func run() error {
 		return err
 	}
 	defer natsx.Drain(nc, appCfg.ShutdownTimeout)
-	svc, err := ingest.New(cfg, ingest.Deps{NC: nc, Log: log})
+	pub, err := token.ParsePublicKey(*pubKey)
+	if *pubKey == "" {
+		pub, err = authwire.FetchPublicKey(ctx, nc)
+	}
+	if err != nil {
+		return fmt.Errorf("auth public key: %w", err)
+	}
+	state, closeState, err := openState(ctx, *redisURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeState()
+	svc, err := ingest.New(cfg, ingest.Deps{NC: nc, Log: log, Verifier: token.NewVerifier(pub), State: state})
 	if err != nil {
 		return err
 	}
@@ -69,4 +95,25 @@ func run() error {
 		app.Named{Name: "http", Runner: &app.HTTPServer{Addr: *httpAddr, Handler: mux, Log: log}},
 		app.Named{Name: "health", Runner: health},
 	)
+}
+
+// openState connects to Redis when url is set and checks it answers; else it returns a
+// memory store.
+func openState(ctx context.Context, url string, log *slog.Logger) (agentstate.Store, func(), error) {
+	if url == "" {
+		log.Warn("no redis.url: agent state is kept in memory; run one ingest only, or replays may be republished")
+		return agentstate.NewMemory(), func() {}, nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis.url: %w", err)
+	}
+	rdb := redis.NewClient(opts)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
+	}
+	return agentstate.NewRedis(rdb, agentstate.DefaultRedisPrefix), func() { _ = rdb.Close() }, nil
 }
