@@ -41,6 +41,9 @@ func (a *Agent) stayConnected(ctx context.Context) {
 		if errors.As(err, &authErr) {
 			a.log.Error("authentication failed: check -api-key / HERALD_API_KEY; retrying",
 				"reason", authErr.reason, "retry_in", delay.Round(time.Millisecond))
+		} else if lived == 0 {
+			a.log.Warn("cannot connect; retrying", "err", err,
+				"retry_in", delay.Round(time.Millisecond), "buffered_samples", a.buf.Len())
 		} else {
 			a.log.Warn("disconnected; reconnecting", "err", err, "connected_for", lived.Round(time.Millisecond),
 				"retry_in", delay.Round(time.Millisecond), "buffered_samples", a.buf.Len())
