@@ -42,7 +42,13 @@ const (
 const (
 	maxInFlight  = 64              // RPC requests waiting for one agent's answers
 	stateTimeout = 5 * time.Second // one agentstate call
-	rpcMargin    = 2 * time.Second // what a requester waits beyond the command timeout
+	// agentGrace is what the holding ingest waits beyond the command timeout: an agent that
+	// enforces timeout_ms itself answers right at the timeout, with the partial output, and
+	// that answer should win over our own "timeout".
+	agentGrace = time.Second
+	// rpcMargin is what a requester waits beyond the command timeout; more than agentGrace,
+	// so the holder's timeout reply arrives before the requester gives up.
+	rpcMargin = 2 * time.Second
 )
 
 // takeover is the payload on subject.AgentTakeover: the new connection's id and accept time.
@@ -477,7 +483,7 @@ func (c *agentConn) onRPC(m *nats.Msg) {
 	}
 	go func() {
 		defer c.svc.agents.rpcs.Done()
-		t := time.NewTimer(timeout)
+		t := time.NewTimer(timeout + agentGrace)
 		defer t.Stop()
 		var r agentwire.RPCReply
 		select {
