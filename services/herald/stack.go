@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/natsx"
 	"github.com/heraldhq/herald/pkg/token"
@@ -158,14 +159,17 @@ func (s *Stack) Run(ctx context.Context) error {
 		devKey, err = authSvc.CreateAPIKey(ctx, DevServerID, "dev key made by make run")
 		w.check(err)
 	}
-	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Log: s.log})
-	w.check(err)
-	w.add("ingest", ingestSvc)
 	var verifier token.Verifier
 	if authSvc != nil {
 		verifier = authSvc.Verifier() // in-process: no key fetch, same key
 	}
-	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Log: s.log})
+	// One process: ingest records each server's latest sample and facts, and the edge reads
+	// them for new viewers, from the same memory store.
+	state := agentstate.NewMemory()
+	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Verifier: verifier, State: state, Log: s.log})
+	w.check(err)
+	w.add("ingest", ingestSvc)
+	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Latest: state, Log: s.log})
 	w.check(err)
 	w.add("edge", edgeSvc)
 	if w.err != nil {
@@ -259,6 +263,8 @@ func (s *Stack) Banner(w io.Writer) {
 Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second Ctrl-C exits at once.
   HTTP       http://%[1]s   (health: /healthz, /readyz)
   WebSocket  ws://%[1]s/api/v3/ws   (Digital Rebar dialect)
+             ws://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
+             ws://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
   gRPC       %[2]s   (reflection on: grpcurl -plaintext %[2]s list)
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
   curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
