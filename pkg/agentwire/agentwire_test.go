@@ -119,8 +119,8 @@ func TestNormalizeMetricsDoc(t *testing.T) {
 	if _, ok := m["type"]; ok {
 		t.Errorf("type kept in %s", s.JSON)
 	}
-	if _, ok := m["seq"]; ok {
-		t.Errorf("seq kept in %s", s.JSON)
+	if m["seq"] != float64(9) {
+		t.Errorf("seq not kept for viewers in %s", s.JSON)
 	}
 }
 

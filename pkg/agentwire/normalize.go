@@ -32,7 +32,7 @@ type Sample struct {
 	// JSON is the normalized sample object published on subject.Metrics: every field the agent
 	// sent (chatops: the fields of "data"), with server_id set to the authenticated server,
 	// timestamp as RFC 3339 UTC, and cpu_percent / memory_percent / disk_usage derived from
-	// chatops' cpu / memory / disk objects when absent. "type" and "seq" are dropped.
+	// chatops' cpu / memory / disk objects when absent. "type" is dropped; "seq" stays, so a viewer can spot a gap.
 	JSON json.RawMessage
 }
 
@@ -58,8 +58,8 @@ func NormalizeMetrics(frame []byte, serverID string, now time.Time) (Sample, err
 			return Sample{}, fmt.Errorf("%w: data: %w", ErrInvalid, err)
 		}
 	} else {
+		// seq stays: viewers can spot a gap in an agent's samples by it.
 		delete(fields, "type")
-		delete(fields, "seq")
 	}
 	if fields == nil { // "data": {} decodes to an empty map, never nil; this is defensive
 		fields = map[string]json.RawMessage{}

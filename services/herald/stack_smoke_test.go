@@ -29,6 +29,18 @@ func startStack(t *testing.T) (*herald.Stack, func() error) {
 	cfg.NATS.StoreDir = t.TempDir()
 	cfg.Auth.AdminPassword = "correct horse"
 	cfg.Auth.BcryptCost = bcrypt.MinCost
+	return startStackWith(t, cfg)
+}
+
+// runStack starts a stack with cfg; it stops when the test ends.
+func runStack(t *testing.T, cfg herald.Config) *herald.Stack {
+	t.Helper()
+	s, _ := startStackWith(t, cfg)
+	return s
+}
+
+func startStackWith(t *testing.T, cfg herald.Config) (*herald.Stack, func() error) {
+	t.Helper()
 	s, err := herald.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
