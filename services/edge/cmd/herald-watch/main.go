@@ -1,19 +1,27 @@
-// Command herald-watch opens Digital Rebar's event socket on an edge, registers the patterns
-// given as arguments (default *.*.*) and prints every frame, one JSON object per line, the way
-// `drpcli events watch` does. It exits non-zero when the socket ends for any reason other than
-// Ctrl-C, printing the close code and reason, so a script notices a dropped watch.
+// Command herald-watch prints what an edge streams, one JSON object per line.
 //
-//	herald-watch -token admin:PASSWORD 'profiles.*.*' 'machines.create.*'
+//	herald-watch -token admin:PASSWORD 'profiles.*.*' 'machines.create.*'   # DRP events
+//	herald-watch -token admin:PASSWORD -metrics dev-server                   # a server's metrics and alerts
+//	herald-watch -token admin:PASSWORD -logs dev-server                      # a server's logs
+//
+// Event mode registers the patterns given (default *.*.*) on Digital Rebar's socket, like
+// `drpcli events watch`. A -token of user:password is exchanged for a token at the edge's
+// login endpoint where the socket needs one. It exits non-zero when the socket ends for any
+// reason other than Ctrl-C, printing the close code and reason, so a script notices.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,36 +35,26 @@ func main() {
 }
 
 func run() error {
-	addr := flag.String("url", "ws://127.0.0.1:8080/api/v3/ws", "the edge's DRP event socket")
+	addr := flag.String("addr", "127.0.0.1:8080", "the edge's host:port")
 	tok := flag.String("token", os.Getenv("HERALD_TOKEN"), "a Herald token, or user:password (default $HERALD_TOKEN)")
+	metrics := flag.String("metrics", "", "watch this server's metrics and alerts instead of events")
+	logs := flag.String("logs", "", "watch this server's logs instead of events")
 	flag.Parse()
-	patterns := flag.Args()
-	if len(patterns) == 0 {
-		patterns = []string{"*.*.*"}
-	}
-	u, err := url.Parse(*addr)
-	if err != nil {
-		return err
-	}
-	q := u.Query()
-	q.Set("token", *tok)
-	u.RawQuery = q.Encode()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), nil)
+	var ws *websocket.Conn
+	var err error
+	switch {
+	case *metrics != "" || *logs != "":
+		ws, err = monitor(ctx, *addr, *tok, *metrics, *logs)
+	default:
+		ws, err = events(ctx, *addr, *tok, flag.Args())
+	}
 	if err != nil {
-		if resp != nil {
-			return fmt.Errorf("dial %s: %w (HTTP %s)", *addr, err, resp.Status)
-		}
-		return fmt.Errorf("dial %s: %w", *addr, err)
+		return err
 	}
 	defer ws.Close()
-	for _, p := range patterns {
-		if err := ws.WriteMessage(websocket.TextMessage, []byte("register "+p)); err != nil {
-			return err
-		}
-	}
 	go func() {
 		<-ctx.Done()
 		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")
@@ -73,4 +71,68 @@ func run() error {
 		}
 		fmt.Println(string(msg))
 	}
+}
+
+// events opens DRP's socket, where user:password works as it is.
+func events(ctx context.Context, addr, tok string, patterns []string) (*websocket.Conn, error) {
+	if len(patterns) == 0 {
+		patterns = []string{"*.*.*"}
+	}
+	ws, err := dial(ctx, "ws://"+addr+"/api/v3/ws?token="+url.QueryEscape(tok))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range patterns {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte("register "+p)); err != nil {
+			return nil, err
+		}
+	}
+	return ws, nil
+}
+
+// monitor opens a metrics or logs socket, which wants a token in its first message.
+func monitor(ctx context.Context, addr, tok, metrics, logs string) (*websocket.Conn, error) {
+	if user, pass, ok := strings.Cut(tok, ":"); ok {
+		var err error
+		if tok, err = login(ctx, addr, user, pass); err != nil {
+			return nil, err
+		}
+	}
+	path := "/api/v1/ws/metrics/" + url.PathEscape(metrics)
+	if logs != "" {
+		path = "/api/v1/ws/logs/" + url.PathEscape(logs)
+	}
+	ws, err := dial(ctx, "ws://"+addr+path)
+	if err != nil {
+		return nil, err
+	}
+	return ws, ws.WriteJSON(map[string]string{"type": "auth", "token": tok})
+}
+
+func dial(ctx context.Context, u string) (*websocket.Conn, error) {
+	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u, nil)
+	if err != nil && resp != nil {
+		return nil, fmt.Errorf("dial %s: %w (HTTP %s)", u, err, resp.Status)
+	}
+	return ws, err
+}
+
+func login(ctx context.Context, addr, user, pass string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"username": user, "password": pass})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/auth/login", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("login: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Token, Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("login: %s: %s", resp.Status, out.Error)
+	}
+	return out.Token, nil
 }
