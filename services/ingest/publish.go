@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/eventpub"
 	"github.com/heraldhq/herald/pkg/subject"
 )
 
@@ -30,22 +30,16 @@ const (
 // first, the error wraps ctx.Err(). The payload is exactly json.Marshal(ev), the canonical
 // form every edge decodes.
 func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
-	if ev == nil {
-		return 0, fmt.Errorf("%w: event: must be set", event.ErrInvalid)
-	}
-	ev.Normalize(time.Now())
-	if err := ev.Validate(); err != nil {
-		return 0, err
-	}
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		// Validate has checked Object and Original are valid JSON; nothing else can fail.
-		return 0, fmt.Errorf("%w: %w", event.ErrInvalid, err)
-	}
-	subj := subject.ForEvent(ev)
-
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
+	if ev != nil {
+		// Check the event before waiting for the stream: a bad event is the caller's error
+		// whatever the state of NATS.
+		ev.Normalize(time.Now())
+		if err := ev.Validate(); err != nil {
+			return 0, err
+		}
+	}
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
@@ -53,11 +47,11 @@ func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 	}
 	// ExpectStream makes NATS refuse the message unless it lands in our stream, so an
 	// acknowledgement always means "stored in HERALD_EVENTS".
-	ack, err := s.js.Publish(ctx, subj, payload, jetstream.WithExpectStream(StreamName))
-	if err != nil {
-		return 0, fmt.Errorf("%w: publish %s: %w", ErrUnavailable, subj, err)
+	seq, err := eventpub.Publish(ctx, s.js, ev, jetstream.WithExpectStream(StreamName))
+	if errors.Is(err, eventpub.ErrUnavailable) {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return ack.Sequence, nil
+	return seq, err
 }
 
 // streamConfig is the HERALD_EVENTS configuration derived from the service settings.
