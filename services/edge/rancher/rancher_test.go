@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -131,7 +130,7 @@ func testLog(t *testing.T) *slog.Logger {
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
-// dial opens a socket and fails the test on refusal.
+// dial opens a socket, fails the test on refusal, and returns once the socket is subscribed.
 func (r *rig) dial(path string, hdr http.Header) *client {
 	r.t.Helper()
 	ws, resp, err := websocket.DefaultDialer.Dial(r.url(path), hdr)
@@ -143,7 +142,9 @@ func (r *rig) dial(path string, hdr http.Header) *client {
 		r.t.Fatalf("dial %s: %v (HTTP %d)", path, err, status)
 	}
 	r.t.Cleanup(func() { ws.Close() })
-	return &client{t: r.t, ws: ws}
+	c := &client{t: r.t, ws: ws}
+	c.subscribed()
+	return c
 }
 
 // refused dials expecting a refusal and returns the status and norman error body.
@@ -191,16 +192,20 @@ type frame struct {
 	raw  string
 }
 
-// next returns the next frame that is not a ping.
+// next returns the next frame that is not a ping, within 5 s.
 func (c *client) next() frame {
 	c.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
 	for range 1000 {
+		if time.Now().After(deadline) {
+			break
+		}
 		f := c.read()
 		if f.Name != "ping" {
 			return f
 		}
 	}
-	c.t.Fatal("only pings")
+	c.t.Fatal("only pings for 5s")
 	return frame{}
 }
 
@@ -245,22 +250,38 @@ func expectObject(t *testing.T, f frame, name, typ, id string) {
 	}
 }
 
-// waitSubscribed waits until the hub holds n NATS subscriptions, so an event published next
-// reaches the socket that was just opened.
-func (r *rig) waitSubscribed(n int) {
-	r.t.Helper()
-	testutil.Eventually(r.t, 5*time.Second, func() error {
-		if got := r.hub.Subscriptions(); got < n {
-			return fmt.Errorf("%d subscriptions, want %d", got, n)
+// subscribed returns once the socket's subscription is in place: the server starts reading
+// (and so answers pings) only after the hub has confirmed it with NATS.
+func (c *client) subscribed() {
+	c.t.Helper()
+	pong := make(chan struct{}, 1)
+	c.ws.SetPongHandler(func(string) error {
+		select {
+		case pong <- struct{}{}:
+		default:
 		}
 		return nil
 	})
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)); err != nil {
+		c.t.Fatal(err)
+	}
+	// Pongs are seen while reading; norman's pings keep reads returning meanwhile.
+	for range 200 {
+		select {
+		case <-pong:
+			return
+		default:
+		}
+		if f := c.read(); f.Name != "ping" {
+			c.t.Fatalf("unexpected frame %s before any event was published", f.raw)
+		}
+	}
+	c.t.Fatal("no pong")
 }
 
 func TestClusterSocketGetsOnlyItsCluster(t *testing.T) {
 	r := newRig(t)
 	c := r.dial("/v3/clusters/c-a/subscribe?sockId=3", bearer(r.token("*.*.*")))
-	r.waitSubscribed(1)
 	// B's event first: if the socket got it, it would be read before A's.
 	r.publish(rancher.Scope("cluster", "c-b"), "node", "create", "c-b:m-1", map[string]any{"name": "b1"})
 	r.publish(rancher.Scope("project", "c-a:p-1"), "workload", "create", "w-1", map[string]any{})
@@ -278,7 +299,6 @@ func TestClusterSocketGetsOnlyItsCluster(t *testing.T) {
 func TestGlobalSocketGetsClustersAndProjects(t *testing.T) {
 	r := newRig(t)
 	c := r.dial("/v3/subscribe", bearer(r.token("*.*.*")))
-	r.waitSubscribed(1)
 	r.publish(rancher.Scope("cluster", "c-a"), "node", "create", "c-a:m-1", map[string]any{})
 	r.publish(event.ScopeGlobal, "cluster", "create", "c-a", map[string]any{"name": "prod"})
 	r.publish(event.ScopeGlobal, "project", "update", "c-a:p-1", "not an object")
@@ -297,7 +317,6 @@ func TestGlobalSocketGetsClustersAndProjects(t *testing.T) {
 func TestProjectSocketGetsOnlyItsProject(t *testing.T) {
 	r := newRig(t)
 	c := r.dial("/v3/projects/c-a:p-1/subscribe", bearer(r.token("*.*.*")))
-	r.waitSubscribed(1)
 	r.publish(rancher.Scope("project", "c-a:p-2"), "workload", "create", "w-2", map[string]any{})
 	r.publish(rancher.Scope("cluster", "c-a"), "node", "create", "c-a:m-1", map[string]any{})
 	r.publish(rancher.Scope("project", "c-a:p-1"), "workload", "create", "w-1", map[string]any{})
@@ -309,7 +328,6 @@ func TestPermissionsAndResourceTypes(t *testing.T) {
 	// The token sees nodes and pods only; the socket asks for pods and services.
 	c := r.dial("/v3/clusters/c-a/subscribe?resourceTypes=pod&resourceTypes=service",
 		bearer(r.token("node.*.*", "pod.*.*")))
-	r.waitSubscribed(1)
 	scope := rancher.Scope("cluster", "c-a")
 	r.publish(scope, "node", "create", "n-1", map[string]any{})    // permitted, not asked for
 	r.publish(scope, "service", "create", "s-1", map[string]any{}) // asked for, not permitted
@@ -385,7 +403,6 @@ func TestClientMessagesIgnoredAndExpiryCloses(t *testing.T) {
 	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(`{"whatever":1}`)); err != nil {
 		t.Fatal(err)
 	}
-	r.waitSubscribed(1)
 	r.publish(event.ScopeGlobal, "setting", "update", "s", map[string]any{})
 	expectObject(t, c.next(), "resource.change", "setting", "s")
 	code, reason := c.closeCode(5 * time.Second)
@@ -397,7 +414,6 @@ func TestClientMessagesIgnoredAndExpiryCloses(t *testing.T) {
 func TestShutdownClosesWithCode(t *testing.T) {
 	r := newRig(t)
 	c := r.dial("/v3/subscribe", bearer(r.token("*.*.*")))
-	r.waitSubscribed(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	go func() { _ = r.hub.Shutdown(ctx, 1001, "server shutting down") }()

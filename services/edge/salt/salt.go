@@ -1,0 +1,610 @@
+// Package salt speaks Salt's rest_tornado event WebSockets (seed 003, protocols.md §3):
+// GET /all_events/{token} and GET /formatted_events/{token}.
+//
+// The token in the path is a Herald token (what POST /login returns as "token"); Salt's
+// hex-only path pattern is not enforced, since Herald's tokens are JWTs. A token that does not
+// verify is refused with 401 before the upgrade, as Salt does. After the upgrade the server sends
+// nothing until the client sends exactly "websocket client ready" (compared byte for byte, no
+// trimming); every other message, and a second ready, is ignored.
+//
+// /all_events sends one frame per event the token may see, json {"tag":...,"data":{...}} with
+// "_stamp" (ISO-8601, microseconds, no zone) in data. Tags:
+//
+//	jobs.new.<jid>        salt/job/<jid>/new          data: jid, tgt, tgt_type, fun, arg, minions, user, ...
+//	jobs.ret.<jid>        salt/job/<jid>/ret/<id>     data: jid, id, fun, return, retcode, success, ...
+//	<type>.<action>.<key> herald/<type>/<action>/<key> data: the event's Object (a non-object
+//	                                                  Object is {"value":<object>})
+//
+// /formatted_events keeps Salt's per-connection view and sends it as snapshots, each frame
+// json.dumps({key: value}) followed by "\n\n": {"minions":{<server id>:{"id","grains"}}} from
+// the host facts agents report (agentstate at ready, then agents.facts.<id> events) and
+// {"jobs":{<jid>:{"jid","start_time","fun","tgt","tgt_type","state","minions":{<id>:{"return",
+// "retcode","success"}}}}} from the jobs events. At ready the job view is rebuilt from the
+// HERALD_EVENTS stream (the last ReplayWindow, at most MaxJobs jobs), so an edge started after a
+// job began still shows it; live events follow. Both dicts are re-sent whole when they change,
+// as Salt does; bursts are coalesced into one snapshot.
+//
+// Where Herald differs from Salt: permissions apply (a token sees only the events, jobs and
+// minions its filters allow); the socket closes with 4001 "token expired" when the token does;
+// a job's state is "complete" once every targeted minion has returned, whether or not it
+// succeeded (Salt leaves a job with a failed minion "running" forever); the job view is bounded.
+package salt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/subject"
+	"github.com/heraldhq/herald/pkg/wsconn"
+	"github.com/heraldhq/herald/services/edge/access"
+	"github.com/heraldhq/herald/services/edge/hub"
+)
+
+// Paths the handlers serve, for http.ServeMux patterns.
+const (
+	AllEventsPath       = "/all_events/{token}"
+	FormattedEventsPath = "/formatted_events/{token}"
+)
+
+// ReadyMessage is what a client must send before it receives anything.
+const ReadyMessage = "websocket client ready"
+
+// Defaults for the zero values of Handler fields.
+const (
+	DefaultStream       = "HERALD_EVENTS"
+	DefaultReplayWindow = time.Hour
+	DefaultMaxJobs      = 200
+)
+
+// maxReplay bounds the stream messages one connection reads at ready.
+const maxReplay = 100_000
+
+// Kind is which endpoint a Handler serves.
+type Kind int
+
+// The two endpoints.
+const (
+	AllEvents Kind = iota
+	FormattedEvents
+)
+
+// FactsLister lists every server's host facts; agentstate.Store provides it.
+type FactsLister interface {
+	ListFacts(ctx context.Context) (map[string]json.RawMessage, error)
+}
+
+// Handler serves one of the two endpoints.
+type Handler struct {
+	Kind     Kind
+	Hub      *hub.Hub
+	Auth     *access.Authenticator
+	Upgrader *wsconn.Upgrader
+	Log      *slog.Logger
+
+	// For FormattedEvents only.
+	JS           jetstream.JetStream // replays recent jobs events at ready; nil: live events only
+	Stream       string              // the events stream (default DefaultStream)
+	Facts        FactsLister         // host facts at ready; nil: only facts that arrive live
+	ReplayWindow time.Duration       // how far back jobs are replayed (default DefaultReplayWindow)
+	MaxJobs      int                 // jobs kept per connection, oldest dropped (default DefaultMaxJobs)
+
+	Now func() time.Time // nil: time.Now
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// ServeHTTP verifies the path's token, upgrades and waits for the client's ready message.
+// No Origin check: the token is in the URL, never in a cookie, so a foreign page gains nothing
+// from a browser's ambient credentials.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sess, err := h.Auth.Token(r.Context(), r.PathValue("token"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	conn, err := h.Upgrader.Upgrade(w, r, h.Log)
+	if err != nil {
+		h.Log.Debug("salt: upgrade failed", "err", err)
+		return
+	}
+	s := &socket{h: h, conn: conn, sess: sess}
+	go s.run()
+}
+
+// writeError answers like saltnado's 401, with the reason added.
+func writeError(w http.ResponseWriter, err error) {
+	code, msg := http.StatusUnauthorized, "Please log in: "+err.Error()
+	if errors.Is(err, access.ErrUnavailable) {
+		code, msg = http.StatusServiceUnavailable, "authentication is unavailable, try again"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": fmt.Sprintf("%d %s", code, http.StatusText(code)), "return": msg})
+}
+
+// socket is one connection.
+type socket struct {
+	h      *Handler
+	conn   *wsconn.Conn
+	sess   access.Session
+	client *hub.Client // set by the read loop at ready
+}
+
+func (s *socket) run() {
+	if !s.sess.Claims.ExpiresAt.IsZero() {
+		expiry := time.AfterFunc(s.sess.Claims.ExpiresAt.Sub(s.h.now()), func() {
+			s.conn.Close(wsconn.CloseTokenExpired, "token expired")
+		})
+		defer expiry.Stop()
+	}
+	err := s.conn.ReadLoop(s.handle)
+	// Subscriptions are made only on the read loop, so none can race this Remove.
+	if s.client != nil {
+		s.h.Hub.Remove(s.client)
+	}
+	s.h.Log.Debug("salt: connection ended", "principal", s.sess.Principal(), "err", err)
+}
+
+// handle runs on the read loop: only the first exact ready message does anything.
+func (s *socket) handle(msg []byte) {
+	if s.client != nil || string(msg) != ReadyMessage {
+		return
+	}
+	var err error
+	switch s.h.Kind {
+	case FormattedEvents:
+		err = s.startFormatted()
+	default:
+		err = s.startAll()
+	}
+	if errors.Is(err, hub.ErrClosed) {
+		s.conn.Close(1001, "server shutting down")
+	} else if err != nil {
+		s.h.Log.Warn("salt: subscribe failed", "err", err)
+		s.conn.Close(1011, "cannot subscribe now, try again")
+	}
+}
+
+// subjects is the NATS subjects for what want selects within the token's permissions; empty
+// when the token may see none of it.
+func (s *socket) subjects(want event.Filter) ([]string, error) {
+	var out []string
+	for _, f := range event.Allowed(want, s.sess.Filters) {
+		subs, err := subject.ForFilter(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, sub := range subs {
+			if !slices.Contains(out, sub) {
+				out = append(out, sub)
+			}
+		}
+	}
+	if len(out) > subject.MaxSubjects {
+		return nil, fmt.Errorf("permissions expand to more than %d subjects", subject.MaxSubjects)
+	}
+	return out, nil
+}
+
+func (s *socket) subscribe(client *hub.Client, subjects []string) error {
+	s.client = client
+	if len(subjects) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.h.Hub.Subscribe(ctx, client, subjects)
+}
+
+func (s *socket) startAll() error {
+	subjects, err := s.subjects(event.Filter{})
+	if err != nil {
+		return err
+	}
+	client, err := s.h.Hub.NewClient(s.conn, AllEventsEncoder{})
+	if err != nil {
+		return err
+	}
+	return s.subscribe(client, subjects)
+}
+
+// Stamp formats t as Salt's _stamp: ISO-8601 with microseconds and no zone, in UTC.
+func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000") }
+
+// AllEventsEncoder renders events as all_events frames. It is comparable, so the hub encodes
+// each event once for every all_events socket on a filter.
+type AllEventsEncoder struct{}
+
+// Encode implements hub.Encoder: payload is an event as ingest publishes it.
+func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
+	var ev event.Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return nil, fmt.Errorf("salt: decode event: %w", err)
+	}
+	var data map[string]json.RawMessage
+	if len(ev.Object) > 0 && ev.Object[0] == '{' {
+		if err := json.Unmarshal(ev.Object, &data); err != nil {
+			return nil, fmt.Errorf("salt: decode object: %w", err)
+		}
+	}
+	if data == nil {
+		value := ev.Object
+		if len(value) == 0 {
+			value = json.RawMessage("null")
+		}
+		data = map[string]json.RawMessage{"value": value}
+	}
+	stamp, _ := json.Marshal(Stamp(ev.Time))
+	data["_stamp"] = stamp
+	return json.Marshal(struct {
+		Tag  string                     `json:"tag"`
+		Data map[string]json.RawMessage `json:"data"`
+	}{Tag(&ev, data), data})
+}
+
+// Tag is the Salt tag of an event: Salt's own job tags for jobs events, else
+// herald/<type>/<action>/<key>.
+func Tag(ev *event.Event, data map[string]json.RawMessage) string {
+	if ev.Type == "jobs" {
+		switch ev.Action {
+		case "new":
+			return "salt/job/" + ev.Key + "/new"
+		case "ret":
+			var id string
+			_ = json.Unmarshal(data["id"], &id)
+			return "salt/job/" + ev.Key + "/ret/" + id
+		}
+	}
+	return "herald/" + ev.Type + "/" + ev.Action + "/" + ev.Key
+}
+
+// rawEncoder hands the event payload through unchanged: formatted_events sockets decode it
+// themselves to update their view.
+type rawEncoder struct{}
+
+func (rawEncoder) Encode(_ string, payload []byte) ([]byte, error) { return payload, nil }
+
+// feedQueue bounds the events waiting for one formatted_events socket's view.
+const feedQueue = 1024
+
+// feed is the hub's sink for a formatted_events socket: events go to the socket's own
+// goroutine, never blocking the hub; a socket that falls feedQueue behind is closed as slow.
+type feed struct {
+	conn *wsconn.Conn
+	ch   chan []byte
+}
+
+func (f *feed) Send(b []byte) bool {
+	select {
+	case f.ch <- b:
+		return true
+	default:
+		f.conn.Close(wsconn.CloseSlowConsumer, fmt.Sprintf("slow consumer: more than %d events behind", feedQueue))
+		return false
+	}
+}
+
+func (f *feed) Close(code int, reason string) { f.conn.Close(code, reason) }
+
+func (s *socket) startFormatted() error {
+	jobs, err := s.subjects(event.Filter{Type: []string{"jobs"}})
+	if err != nil {
+		return err
+	}
+	facts, err := s.subjects(event.Filter{Type: []string{"agents"}, Action: []string{"facts"}})
+	if err != nil {
+		return err
+	}
+	fd := &feed{conn: s.conn, ch: make(chan []byte, feedQueue)}
+	client, err := s.h.Hub.NewClient(fd, rawEncoder{})
+	if err != nil {
+		return err
+	}
+	// Live events are queued from here on; the replay below may see some of them too, which
+	// is harmless: applying an event twice leaves the view as applying it once.
+	if err := s.subscribe(client, slices.Concat(jobs, facts)); err != nil {
+		return err
+	}
+	go s.follow(fd)
+	return nil
+}
+
+// follow builds the view from stored state and then keeps it current, until the socket ends.
+func (s *socket) follow(fd *feed) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.conn.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	maxJobs := s.h.MaxJobs
+	if maxJobs <= 0 {
+		maxJobs = DefaultMaxJobs
+	}
+	v := newView(maxJobs)
+	s.loadFacts(ctx, v)
+	if err := s.replay(ctx, v); err != nil {
+		s.h.Log.Warn("salt: jobs not replayed", "err", err)
+	}
+	s.sendView(v, true, true)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-fd.ch:
+			minions, jobs := s.apply(v, b)
+			// Coalesce a burst into one snapshot of each dict.
+			for i := 0; i < feedQueue; i++ {
+				select {
+				case b := <-fd.ch:
+					m, j := s.apply(v, b)
+					minions, jobs = minions || m, jobs || j
+					continue
+				default:
+				}
+				break
+			}
+			s.sendView(v, minions, jobs)
+		}
+	}
+}
+
+func (s *socket) apply(v *view, payload []byte) (minions, jobs bool) {
+	var ev event.Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return false, false
+	}
+	return v.apply(&ev)
+}
+
+func (s *socket) permitted(ev *event.Event) bool {
+	for _, f := range s.sess.Filters {
+		if f.Matches(ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadFacts puts the permitted servers' stored facts into the view.
+func (s *socket) loadFacts(ctx context.Context, v *view) {
+	if s.h.Facts == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	all, err := s.h.Facts.ListFacts(ctx)
+	if err != nil {
+		s.h.Log.Warn("salt: facts not loaded", "err", err)
+		return
+	}
+	for id, facts := range all {
+		ev := event.Event{Scope: event.ScopeGlobal, Type: "agents", Action: "facts", Key: id, Object: facts}
+		if s.permitted(&ev) {
+			v.apply(&ev)
+		}
+	}
+}
+
+// replay applies the permitted jobs events of the last ReplayWindow from the events stream,
+// through a short-lived ephemeral consumer that reads what is stored and stops.
+func (s *socket) replay(ctx context.Context, v *view) error {
+	if s.h.JS == nil {
+		return nil
+	}
+	stream := s.h.Stream
+	if stream == "" {
+		stream = DefaultStream
+	}
+	window := s.h.ReplayWindow
+	if window <= 0 {
+		window = DefaultReplayWindow
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := s.h.now().Add(-window)
+	cons, err := s.h.JS.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubject:     subject.EventsPrefix + ".*." + subject.EncodeToken("jobs") + ".>",
+		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
+		OptStartTime:      &start,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // nothing was ever published
+	}
+	if err != nil {
+		return fmt.Errorf("replay consumer on %s: %w", stream, err)
+	}
+	name := cons.CachedInfo().Name
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer dcancel()
+		_ = s.h.JS.DeleteConsumer(dctx, stream, name)
+	}()
+	pending := cons.CachedInfo().NumPending
+	var got uint64
+	for got < pending && got < maxReplay {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return fmt.Errorf("replay fetch: %w", err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			var ev event.Event
+			if json.Unmarshal(msg.Data(), &ev) == nil && s.permitted(&ev) {
+				v.apply(&ev)
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return fmt.Errorf("replay fetch: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		got += uint64(n)
+	}
+	return nil
+}
+
+// sendView sends the changed dicts as Salt's snapshot frames.
+func (s *socket) sendView(v *view, minions, jobs bool) {
+	send := func(key string, value any) {
+		b, err := json.Marshal(map[string]any{key: value})
+		if err != nil {
+			s.h.Log.Warn("salt: snapshot not encodable", "key", key, "err", err)
+			return
+		}
+		s.conn.Send(append(b, '\n', '\n'))
+	}
+	if minions {
+		send("minions", v.minions)
+	}
+	if jobs {
+		send("jobs", v.jobs)
+	}
+}
+
+// view is one connection's picture of minions and jobs, as Salt's event_processor keeps it.
+// Only the connection's follow goroutine uses it.
+type view struct {
+	maxJobs int
+	minions map[string]minion
+	jobs    map[string]*job
+	order   []string // jids oldest first, for eviction
+}
+
+type minion struct {
+	ID     string          `json:"id"`
+	Grains json.RawMessage `json:"grains"`
+}
+
+type job struct {
+	JID       string                `json:"jid"`
+	StartTime string                `json:"start_time"`
+	Fun       string                `json:"fun"`
+	Tgt       string                `json:"tgt"`
+	TgtType   string                `json:"tgt_type"`
+	State     string                `json:"state"`
+	Minions   map[string]*jobMinion `json:"minions"`
+}
+
+// jobMinion is {"success": false} until the minion returns, then return, retcode and success.
+type jobMinion struct {
+	Return   json.RawMessage `json:"return,omitempty"`
+	Retcode  *int            `json:"retcode,omitempty"`
+	Success  bool            `json:"success"`
+	returned bool
+}
+
+func newView(maxJobs int) *view {
+	return &view{maxJobs: maxJobs, minions: map[string]minion{}, jobs: map[string]*job{}}
+}
+
+// apply folds one event into the view and reports which dicts changed. Applying an event a
+// second time changes nothing, so replayed and live copies of an event may overlap.
+func (v *view) apply(ev *event.Event) (minions, jobs bool) {
+	switch {
+	case ev.Type == "agents" && ev.Action == "facts":
+		grains := ev.Object
+		if len(grains) == 0 {
+			grains = json.RawMessage("{}")
+		}
+		v.minions[ev.Key] = minion{ID: ev.Key, Grains: grains}
+		return true, false
+	case ev.Type == "jobs" && ev.Action == "new":
+		var n struct {
+			Tgt       string   `json:"tgt"`
+			TgtType   string   `json:"tgt_type"`
+			Fun       string   `json:"fun"`
+			Minions   []string `json:"minions"`
+			StartTime string   `json:"start_time"`
+		}
+		if json.Unmarshal(ev.Object, &n) != nil {
+			return false, false
+		}
+		j := v.job(ev.Key, ev.Time)
+		j.Tgt, j.TgtType, j.Fun = n.Tgt, n.TgtType, n.Fun
+		if t, err := time.Parse(time.RFC3339Nano, n.StartTime); err == nil {
+			j.StartTime = Stamp(t)
+		}
+		for _, id := range n.Minions {
+			if j.Minions[id] == nil {
+				j.Minions[id] = &jobMinion{}
+			}
+		}
+		j.settle()
+		return false, true
+	case ev.Type == "jobs" && ev.Action == "ret":
+		var r struct {
+			ID      string          `json:"id"`
+			Fun     string          `json:"fun"`
+			Return  json.RawMessage `json:"return"`
+			Retcode int             `json:"retcode"`
+			Success bool            `json:"success"`
+		}
+		if json.Unmarshal(ev.Object, &r) != nil || r.ID == "" {
+			return false, false
+		}
+		j := v.job(ev.Key, ev.Time)
+		if j.Fun == "" {
+			j.Fun = r.Fun
+		}
+		ret := r.Return
+		if len(ret) == 0 {
+			ret = json.RawMessage("null")
+		}
+		j.Minions[r.ID] = &jobMinion{Return: ret, Retcode: &r.Retcode, Success: r.Success, returned: true}
+		j.settle()
+		return false, true
+	}
+	return false, false
+}
+
+// job returns the job jid, creating it (and dropping the oldest beyond maxJobs) if new.
+func (v *view) job(jid string, seen time.Time) *job {
+	if j := v.jobs[jid]; j != nil {
+		return j
+	}
+	j := &job{JID: jid, StartTime: Stamp(seen), Minions: map[string]*jobMinion{}}
+	v.jobs[jid] = j
+	v.order = append(v.order, jid)
+	for len(v.order) > v.maxJobs {
+		delete(v.jobs, v.order[0])
+		v.order = v.order[1:]
+	}
+	return j
+}
+
+// settle sets the job's state: complete once every targeted minion has returned.
+func (j *job) settle() {
+	j.State = "complete"
+	for _, m := range j.Minions {
+		if !m.returned {
+			j.State = "running"
+			return
+		}
+	}
+	if len(j.Minions) == 0 {
+		j.State = "running"
+	}
+}
