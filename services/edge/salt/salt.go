@@ -20,8 +20,9 @@
 // the host facts agents report (agentstate at ready, then agents.facts.<id> events) and
 // {"jobs":{<jid>:{"jid","start_time","fun","tgt","tgt_type","state","minions":{<id>:{"return",
 // "retcode","success"}}}}} from the jobs events. At ready the job view is rebuilt from the
-// HERALD_EVENTS stream (the last ReplayWindow, at most MaxJobs jobs), so an edge started after a
-// job began still shows it; live events follow. Both dicts are re-sent whole when they change,
+// HERALD_EVENTS stream (the last ReplayWindow, at most MaxJobs jobs; facts events of that window
+// too, overridden by the stored facts), so an edge started after a job began still shows it;
+// live events follow. Both dicts are re-sent whole when they change,
 // as Salt does; bursts are coalesced into one snapshot.
 //
 // Where Herald differs from Salt: permissions apply (a token sees only the events, jobs and
@@ -339,10 +340,11 @@ func (s *socket) follow(fd *feed) {
 		maxJobs = DefaultMaxJobs
 	}
 	v := newView(maxJobs)
-	s.loadFacts(ctx, v)
 	if err := s.replay(ctx, v); err != nil {
-		s.h.Log.Warn("salt: jobs not replayed", "err", err)
+		s.h.Log.Warn("salt: events not replayed", "err", err)
 	}
+	// After the replay: the store holds each server's latest facts, which win over replayed ones.
+	s.loadFacts(ctx, v)
 	s.sendView(v, true, true)
 	for {
 		select {
@@ -403,8 +405,9 @@ func (s *socket) loadFacts(ctx context.Context, v *view) {
 	}
 }
 
-// replay applies the permitted jobs events of the last ReplayWindow from the events stream,
-// through a short-lived ephemeral consumer that reads what is stored and stops.
+// replay applies the permitted jobs and agents.facts events of the last ReplayWindow from the
+// events stream, through a short-lived ephemeral consumer that reads what is stored and stops.
+// Replayed facts let an edge without an agent state store still show recently seen minions.
 func (s *socket) replay(ctx context.Context, v *view) error {
 	if s.h.JS == nil {
 		return nil
@@ -421,7 +424,10 @@ func (s *socket) replay(ctx context.Context, v *view) error {
 	defer cancel()
 	start := s.h.now().Add(-window)
 	cons, err := s.h.JS.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		FilterSubject:     subject.EventsPrefix + ".*." + subject.EncodeToken("jobs") + ".>",
+		FilterSubjects: []string{
+			subject.EventsPrefix + ".*." + subject.EncodeToken("jobs") + ".>",
+			subject.EventsPrefix + ".*." + subject.EncodeToken("agents") + "." + subject.EncodeToken("facts") + ".>",
+		},
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
 		OptStartTime:      &start,
 		AckPolicy:         jetstream.AckNonePolicy,

@@ -427,3 +427,28 @@ func snapshot(t *testing.T, msg string, v any) {
 		t.Fatalf("frame %q: %v", msg, err)
 	}
 }
+
+func TestFormattedEventsReplaysFactsMissingFromTheStore(t *testing.T) {
+	b := newBus(t)
+	// Facts published but never stored (an edge whose state store lacks them).
+	b.publish("agents", "facts", "web-9", map[string]any{"os": "freebsd"})
+	e := b.startEdge()
+	c := e.dial("/formatted_events/" + b.token("*.*.*"))
+	c.send(salt.ReadyMessage)
+	var minions struct {
+		Minions map[string]struct {
+			Grains map[string]any `json:"grains"`
+		} `json:"minions"`
+	}
+	snapshot(t, c.next(), &minions)
+	if minions.Minions["web-9"].Grains["os"] != "freebsd" {
+		t.Fatalf("minions %+v, want web-9 from the replayed facts", minions.Minions)
+	}
+	var jobs struct {
+		Jobs map[string]any `json:"jobs"`
+	}
+	snapshot(t, c.next(), &jobs)
+	if jobs.Jobs == nil || len(jobs.Jobs) != 0 {
+		t.Fatalf("jobs %+v, want an empty dict", jobs.Jobs)
+	}
+}
