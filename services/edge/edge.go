@@ -13,10 +13,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
 
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/eventpub"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
+	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/edge/access"
+	"github.com/heraldhq/herald/services/edge/connections"
 	"github.com/heraldhq/herald/services/edge/drp"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/monitor"
@@ -28,6 +35,9 @@ type Config struct {
 	Hub             hub.Config
 	ShutdownTimeout time.Duration // how long to wait for clients to go after close 1001 (default 5s)
 	AuthTimeout     time.Duration // wait for the first-message auth of monitoring sockets (default 10s)
+	// RegistryTTL bounds how long this edge's connections stay listed after it dies without a
+	// goodbye (default 30s); entries are refreshed every third of it.
+	RegistryTTL time.Duration
 }
 
 // RegisterFlags binds the settings to flags (edge.max-frame-bytes, edge.send-queue, ...).
@@ -36,6 +46,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Hub.Inbound, "edge.inbound", 0, "events buffered between NATS and the fan-out (0: 65536)")
 	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", 0, "wait for clients to close on shutdown (0: 5s)")
 	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 0, "wait for the auth message on metrics and logs sockets (0: 10s)")
+	fs.DurationVar(&c.RegistryTTL, "edge.registry-ttl", 0, "how long a dead edge's connections stay listed (0: 30s)")
 }
 
 // Validate reports settings that cannot work.
@@ -47,6 +58,15 @@ type Deps struct {
 	Verifier token.Verifier // required: checks tokens locally
 	Latest   monitor.Latest // the latest metrics sample per server (agentstate); nil: none on connect
 	Log      *slog.Logger
+	// Registry is the fleet's connection registry (registry.NewRedis in a cluster); nil: an
+	// in-process registry.NewMemory, which lists this edge's connections only.
+	Registry registry.Registry
+	// Instance names this edge in the registry; empty: a random "edge-..." id.
+	Instance string
+	// AnnounceConnections publishes connections.create|delete.<principal> events (through
+	// eventpub, into the HERALD_EVENTS stream) when sockets open and close. Off, nothing is
+	// announced, which is what tests that count events on *.*.* want.
+	AnnounceConnections bool
 }
 
 // Edge is one gateway instance.
@@ -57,6 +77,9 @@ type Edge struct {
 	drp     *drp.Handler
 	metrics *monitor.Handler
 	logs    *monitor.Handler
+	conns   *connections.Handler
+	tracker *registry.Tracker
+	nc      *nats.Conn
 	ready   chan struct{}
 }
 
@@ -79,15 +102,39 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	h := hub.New(deps.NC, cfg.Hub, log)
 	auth := access.New(deps.Verifier, deps.NC)
 	up := wsconn.NewUpgrader(cfg.WS, nil)
+	js, err := jetstream.New(deps.NC)
+	if err != nil {
+		return nil, fmt.Errorf("edge: jetstream: %w", err)
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = registry.NewMemory()
+	}
+	instance := deps.Instance
+	if instance == "" {
+		instance = registry.NewInstanceID("edge")
+	}
+	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, Log: log}
+	if deps.AnnounceConnections {
+		tcfg.Publish = func(ctx context.Context, ev *event.Event) error {
+			_, err := eventpub.Publish(ctx, js, ev)
+			return err
+		}
+	}
+	tracker, err := registry.NewTracker(reg, tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	mon := func(k monitor.Kind) *monitor.Handler {
 		return &monitor.Handler{Kind: k, Hub: h, Auth: auth, Upgrader: up, Latest: deps.Latest,
-			AuthTimeout: cfg.AuthTimeout, Log: log}
+			AuthTimeout: cfg.AuthTimeout, Log: log, Tracker: tracker}
 	}
 	return &Edge{
-		cfg: cfg, log: log, hub: h, ready: make(chan struct{}),
-		drp:     &drp.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log},
+		cfg: cfg, log: log, hub: h, ready: make(chan struct{}), tracker: tracker, nc: deps.NC,
+		drp:     &drp.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
 		metrics: mon(monitor.Metrics),
 		logs:    mon(monitor.Logs),
+		conns:   &connections.Handler{Auth: auth, Tracker: tracker, NC: deps.NC, Log: log},
 	}, nil
 }
 
@@ -96,7 +143,17 @@ func (e *Edge) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+drp.Path, e.drp)
 	mux.Handle("GET "+monitor.MetricsPath, e.metrics)
 	mux.Handle("GET "+monitor.LogsPath, e.logs)
+	e.conns.Register(mux)
 }
+
+// RegisterGRPC registers ConnectionService on s.
+func (e *Edge) RegisterGRPC(s grpc.ServiceRegistrar) {
+	heraldv1.RegisterConnectionServiceServer(s, &connections.GRPC{H: e.conns})
+}
+
+// Tracker is this edge's connection tracker: its Check is a readiness check (the registry
+// is reachable), and tests read its instance id.
+func (e *Edge) Tracker() *registry.Tracker { return e.tracker }
 
 // Ready is closed once the edge dispatches events.
 func (e *Edge) Ready() <-chan struct{} { return e.ready }
@@ -106,15 +163,30 @@ func (e *Edge) Hub() *hub.Hub { return e.hub }
 
 // Run dispatches events until ctx ends, then closes every client with 1001 "going away"
 // (net/http does not close hijacked connections) and waits for them, bounded.
+//
+// The connection tracker runs alongside and stops last, so the connections closed by the
+// shutdown leave the registry at once (a goodbye) rather than expiring.
 func (e *Edge) Run(ctx context.Context) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.hub.Run(hubCtx) }()
+	trackCtx, stopTracker := context.WithCancel(context.Background())
+	trackDone := make(chan error, 1)
+	go func() { trackDone <- e.tracker.Run(trackCtx) }()
+	kicks, err := registry.ServeKicks(e.nc, e.tracker)
+	if err != nil {
+		e.log.Warn("kicks not served", "err", err) // NATS reconnects; the subscription is kept
+	}
 	close(e.ready)
 	<-ctx.Done()
+	if kicks != nil {
+		_ = kicks.Unsubscribe()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
 	defer cancel()
-	err := e.hub.Shutdown(sctx, 1001, "server shutting down")
+	err = e.hub.Shutdown(sctx, 1001, "server shutting down")
 	stopHub()
-	return errors.Join(err, <-done)
+	err = errors.Join(err, <-done)
+	stopTracker()
+	return errors.Join(err, <-trackDone)
 }

@@ -5,8 +5,11 @@ package access
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -68,4 +71,55 @@ func (a *Authenticator) Password(ctx context.Context, user, password string) (Se
 		return Session{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return a.Token(ctx, raw)
+}
+
+// Request reads Digital Rebar's credentials from r: the Authorization header (Bearer or
+// Basic), else the token query parameter (also Token), where "user:password" is a login and
+// anything else a Herald token. The DRP socket and the REST API both use it.
+func (a *Authenticator) Request(r *http.Request) (Session, error) {
+	ctx := r.Context()
+	if hdr := r.Header.Get("Authorization"); hdr != "" {
+		return a.Header(ctx, hdr)
+	}
+	q := r.URL.Query()
+	tok := q.Get("token")
+	if tok == "" {
+		tok = q.Get("Token")
+	}
+	if tok == "" {
+		return Session{}, fmt.Errorf("%w: no credentials: send an Authorization header or ?token=", ErrDenied)
+	}
+	if user, pass, ok := strings.Cut(tok, ":"); ok {
+		return a.Password(ctx, user, pass)
+	}
+	return a.Token(ctx, tok)
+}
+
+// Header checks an Authorization header value: "Bearer <token>" or "Basic <base64 user:pw>".
+func (a *Authenticator) Header(ctx context.Context, hdr string) (Session, error) {
+	scheme, cred, _ := strings.Cut(hdr, " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		return a.Token(ctx, cred)
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		user, pass, ok := strings.Cut(string(raw), ":")
+		if err != nil || !ok {
+			return Session{}, fmt.Errorf("%w: malformed Basic credentials", ErrDenied)
+		}
+		return a.Password(ctx, user, pass)
+	default:
+		return Session{}, fmt.Errorf("%w: unsupported Authorization scheme %q (use Bearer or Basic)", ErrDenied, scheme)
+	}
+}
+
+// Permitted reports whether the session's permissions let it see e.
+func (s Session) Permitted(e *event.Event) bool {
+	for _, f := range s.Filters {
+		if f.Matches(e) {
+			return true
+		}
+	}
+	return false
 }

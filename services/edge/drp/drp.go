@@ -12,17 +12,16 @@ package drp
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/access"
@@ -31,6 +30,9 @@ import (
 
 // Path is where DRP clients open the event socket.
 const Path = "/api/v3/ws"
+
+// Endpoint names DRP sockets in the connection registry.
+const Endpoint = "drp"
 
 // MaxRegistrations bounds the patterns one connection may hold.
 const MaxRegistrations = 64
@@ -41,7 +43,8 @@ type Handler struct {
 	Auth     *access.Authenticator
 	Upgrader *wsconn.Upgrader
 	Log      *slog.Logger
-	Now      func() time.Time // nil: time.Now
+	Now      func() time.Time   // nil: time.Now
+	Tracker  *registry.Tracker // records the connection fleet-wide; nil: not recorded
 }
 
 func (h *Handler) now() time.Time {
@@ -54,9 +57,9 @@ func (h *Handler) now() time.Time {
 // ServeHTTP authenticates, upgrades and hands the connection to its own goroutine, returning at
 // once so net/http frees the request's buffers.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sess, err := h.authenticate(r)
+	sess, err := h.Auth.Request(r)
 	if err != nil {
-		writeAuthError(w, err)
+		WriteAuthError(w, err)
 		return
 	}
 	// No Origin check: DRP authenticates by header or query token, never by cookie, so a
@@ -72,48 +75,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
 		return
 	}
-	s := &session{h: h, conn: conn, client: client, sess: sess, regs: map[string][]string{}}
+	s := &session{h: h, conn: conn, client: client, sess: sess, regs: map[string][]string{}, untrack: func() {}}
+	if h.Tracker != nil {
+		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
+			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(registry.CloseKicked, reason) })
+	}
 	go s.run()
 }
 
-// authenticate reads DRP's credentials: the Authorization header (Bearer or Basic), else the
-// token query parameter (also Token), where "user:password" is a login and anything else a
-// Herald token.
-func (h *Handler) authenticate(r *http.Request) (access.Session, error) {
-	ctx := r.Context()
-	if hdr := r.Header.Get("Authorization"); hdr != "" {
-		scheme, cred, _ := strings.Cut(hdr, " ")
-		cred = strings.TrimSpace(cred)
-		switch {
-		case strings.EqualFold(scheme, "Bearer"):
-			return h.Auth.Token(ctx, cred)
-		case strings.EqualFold(scheme, "Basic"):
-			raw, err := base64.StdEncoding.DecodeString(cred)
-			user, pass, ok := strings.Cut(string(raw), ":")
-			if err != nil || !ok {
-				return access.Session{}, fmt.Errorf("%w: malformed Basic credentials", access.ErrDenied)
-			}
-			return h.Auth.Password(ctx, user, pass)
-		default:
-			return access.Session{}, fmt.Errorf("%w: unsupported Authorization scheme %q (use Bearer or Basic)", access.ErrDenied, scheme)
-		}
-	}
-	q := r.URL.Query()
-	tok := q.Get("token")
-	if tok == "" {
-		tok = q.Get("Token")
-	}
-	if tok == "" {
-		return access.Session{}, fmt.Errorf("%w: no credentials: send an Authorization header or ?token=", access.ErrDenied)
-	}
-	if user, pass, ok := strings.Cut(tok, ":"); ok {
-		return h.Auth.Password(ctx, user, pass)
-	}
-	return h.Auth.Token(ctx, tok)
-}
-
-// apiError is DRP's models.Error body.
-type apiError struct {
+// APIError is DRP's models.Error body.
+type APIError struct {
 	Model    string
 	Key      string
 	Type     string
@@ -121,7 +92,9 @@ type apiError struct {
 	Code     int
 }
 
-func writeAuthError(w http.ResponseWriter, err error) {
+// WriteAuthError answers a failed authentication as DRP does: 401 (503 when auth cannot be
+// reached) with WWW-Authenticate: dr-provision and a models.Error body saying why.
+func WriteAuthError(w http.ResponseWriter, err error) {
 	code := http.StatusUnauthorized
 	msg := err.Error()
 	if errors.Is(err, access.ErrUnavailable) {
@@ -129,9 +102,14 @@ func writeAuthError(w http.ResponseWriter, err error) {
 		msg = "authentication is unavailable, try again"
 	}
 	w.Header().Set("WWW-Authenticate", "dr-provision")
+	WriteError(w, APIError{Type: "AUTH", Messages: []string{msg}, Code: code})
+}
+
+// WriteError writes e as a JSON body with status e.Code.
+func WriteError(w http.ResponseWriter, e APIError) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(apiError{Type: "AUTH", Messages: []string{msg}, Code: code})
+	w.WriteHeader(e.Code)
+	_ = json.NewEncoder(w).Encode(e)
 }
 
 // session is one DRP connection.
@@ -141,9 +119,12 @@ type session struct {
 	client *hub.Client
 	sess   access.Session
 	regs   map[string][]string // pattern -> subjects, DRP's exact-string list; read loop only
+	// untrack removes the connection from the registry (and announces connections.delete).
+	untrack func()
 }
 
 func (s *session) run() {
+	defer s.untrack()
 	defer s.h.Hub.Remove(s.client)
 	if ttl := s.sess.Claims.ExpiresAt.Sub(s.h.now()); !s.sess.Claims.ExpiresAt.IsZero() {
 		expiry := time.AfterFunc(ttl, func() { s.conn.Close(wsconn.CloseTokenExpired, "token expired") })

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/access"
@@ -60,6 +61,7 @@ type Handler struct {
 	Latest      Latest        // nil: no sample on connect
 	AuthTimeout time.Duration // wait for the auth message (0: 10s)
 	Log         *slog.Logger
+	Tracker     *registry.Tracker // records authenticated sockets fleet-wide; nil: not recorded
 }
 
 // Frame encoders: the NATS payload is already the JSON object a browser gets as "data".
@@ -100,7 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Log.Debug("monitor: upgrade failed", "err", err)
 		return
 	}
-	s := &socket{h: h, conn: conn, serverID: serverID, authed: make(chan struct{})}
+	s := &socket{h: h, conn: conn, serverID: serverID, remote: r.RemoteAddr, authed: make(chan struct{}), untrack: func() {}}
 	go s.run()
 }
 
@@ -108,12 +110,14 @@ type socket struct {
 	h        *Handler
 	conn     *wsconn.Conn
 	serverID string
+	remote   string
 
 	once     sync.Once
 	deadline *time.Timer   // refuses a socket that has not authenticated in time
 	authed   chan struct{} // closed after a successful auth message
 	client   *hub.Client   // set before authed closes
 	expiry   *time.Timer   // set before authed closes
+	untrack  func()        // set before authed closes
 }
 
 func (s *socket) run() {
@@ -130,6 +134,7 @@ func (s *socket) run() {
 	case <-s.authed:
 		s.expiry.Stop()
 		s.h.Hub.Remove(s.client)
+		s.untrack()
 	default:
 	}
 	s.h.Log.Debug("monitor: connection ended", "server_id", s.serverID, "err", err)
@@ -214,6 +219,11 @@ func (s *socket) authenticate(raw string) {
 	}
 	s.client = client
 	s.expiry = time.AfterFunc(time.Until(sess.Claims.ExpiresAt), func() { s.refuse("Token expired") })
+	if s.h.Tracker != nil {
+		_, s.untrack = s.h.Tracker.Track(registry.Conn{RemoteAddr: s.remote, Principal: sess.Principal(),
+			Websocket: true, Endpoint: permissionAction[s.h.Kind], ServerID: s.serverID},
+			func(reason string) { s.conn.Close(registry.CloseKicked, reason) })
+	}
 	close(s.authed)
 	s.send(map[string]string{"type": "auth_success", "server_id": s.serverID, "message": "Authenticated successfully"})
 	if s.h.Kind == Metrics && s.h.Latest != nil {
