@@ -11,8 +11,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/heraldhq/herald/pkg/registry"
-	"github.com/heraldhq/herald/services/edge/access"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
+	"github.com/heraldhq/herald/services/edge/access"
 )
 
 // GRPC is the ConnectionService server.

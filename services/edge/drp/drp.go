@@ -43,7 +43,7 @@ type Handler struct {
 	Auth     *access.Authenticator
 	Upgrader *wsconn.Upgrader
 	Log      *slog.Logger
-	Now      func() time.Time   // nil: time.Now
+	Now      func() time.Time  // nil: time.Now
 	Tracker  *registry.Tracker // records the connection fleet-wide; nil: not recorded
 }
 
