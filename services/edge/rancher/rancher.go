@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/access"
@@ -54,6 +55,9 @@ const (
 	ClusterPath = "/v3/clusters/{id}/subscribe"
 	ProjectPath = "/v3/projects/{id}/subscribe"
 )
+
+// Endpoint names rancher sockets in the connection registry.
+const Endpoint = "rancher"
 
 // CookieName is the session cookie Rancher's UIs authenticate with.
 const CookieName = "R_SESS"
@@ -82,8 +86,9 @@ type Handler struct {
 	// AllowedOrigins are the Origins (scheme://host[:port]) from which a browser may open a
 	// cookie-authenticated socket, besides the edge's own host. "*" allows any (not advised).
 	AllowedOrigins []string
-	PingInterval   time.Duration    // 0: DefaultPingInterval
-	Now            func() time.Time // nil: time.Now
+	PingInterval   time.Duration     // 0: DefaultPingInterval
+	Now            func() time.Time  // nil: time.Now
+	Tracker        *registry.Tracker // records the connection fleet-wide; nil: not recorded
 }
 
 func (h *Handler) now() time.Time {
@@ -139,11 +144,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
 		return
 	}
-	go h.serve(conn, client, sess, scope, subjects)
+	untrack := func() {}
+	if h.Tracker != nil {
+		_, untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
+			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(registry.CloseKicked, reason) })
+	}
+	go h.serve(conn, client, sess, scope, subjects, untrack)
 }
 
 // serve runs one socket until it ends.
-func (h *Handler) serve(conn *wsconn.Conn, client *hub.Client, sess access.Session, scope string, subjects []string) {
+func (h *Handler) serve(conn *wsconn.Conn, client *hub.Client, sess access.Session, scope string, subjects []string, untrack func()) {
+	defer untrack()
 	defer h.Hub.Remove(client)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	err := h.Hub.Subscribe(ctx, client, subjects)

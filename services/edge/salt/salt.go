@@ -44,6 +44,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/access"
@@ -54,6 +55,12 @@ import (
 const (
 	AllEventsPath       = "/all_events/{token}"
 	FormattedEventsPath = "/formatted_events/{token}"
+)
+
+// Endpoints name salt sockets in the connection registry.
+const (
+	EndpointAllEvents       = "salt-all-events"
+	EndpointFormattedEvents = "salt-formatted-events"
 )
 
 // ReadyMessage is what a client must send before it receives anything.
@@ -98,7 +105,8 @@ type Handler struct {
 	ReplayWindow time.Duration       // how far back jobs are replayed (default DefaultReplayWindow)
 	MaxJobs      int                 // jobs kept per connection, oldest dropped (default DefaultMaxJobs)
 
-	Now func() time.Time // nil: time.Now
+	Now     func() time.Time  // nil: time.Now
+	Tracker *registry.Tracker // records the connection fleet-wide; nil: not recorded
 }
 
 func (h *Handler) now() time.Time {
@@ -122,7 +130,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Log.Debug("salt: upgrade failed", "err", err)
 		return
 	}
-	s := &socket{h: h, conn: conn, sess: sess}
+	s := &socket{h: h, conn: conn, sess: sess, untrack: func() {}}
+	if h.Tracker != nil {
+		endpoint := EndpointAllEvents
+		if h.Kind == FormattedEvents {
+			endpoint = EndpointFormattedEvents
+		}
+		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
+			Websocket: true, Endpoint: endpoint}, func(reason string) { conn.Close(registry.CloseKicked, reason) })
+	}
 	go s.run()
 }
 
@@ -143,9 +159,12 @@ type socket struct {
 	conn   *wsconn.Conn
 	sess   access.Session
 	client *hub.Client // set by the read loop at ready
+	// untrack removes the connection from the registry.
+	untrack func()
 }
 
 func (s *socket) run() {
+	defer s.untrack()
 	if !s.sess.Claims.ExpiresAt.IsZero() {
 		expiry := time.AfterFunc(s.sess.Claims.ExpiresAt.Sub(s.h.now()), func() {
 			s.conn.Close(wsconn.CloseTokenExpired, "token expired")
