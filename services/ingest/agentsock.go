@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/agentwire"
 	"github.com/heraldhq/herald/pkg/authwire"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 )
@@ -51,6 +52,9 @@ const (
 	rpcMargin = 2 * time.Second
 )
 
+// EndpointAgent names agent sockets in the connection registry.
+const EndpointAgent = "agent"
+
 // takeover is the payload on subject.AgentTakeover: the new connection's id and accept time.
 type takeover struct {
 	Conn string `json:"conn"`
@@ -78,6 +82,7 @@ type agentConn struct {
 	subs       []*nats.Subscription
 
 	replaced atomic.Bool // closed by a takeover: no offline event
+	untrack  func()      // removes the connection from the registry; set at auth
 
 	mu      sync.Mutex
 	pending map[string]chan agentwire.RPCReply // guarded by mu
@@ -220,6 +225,9 @@ func (c *agentConn) authenticate(msg []byte) {
 		return
 	}
 	c.closing, c.authed = false, true
+	_, c.untrack = c.svc.tracker.Track(registry.Conn{RemoteAddr: c.remote, Principal: "agent:" + c.info.KeyID,
+		CreateTime: c.acceptedAt.UTC(), Websocket: true, Endpoint: EndpointAgent, ServerID: sid},
+		func(reason string) { c.conn.Close(registry.CloseKicked, reason) })
 	c.sendJSON(agentwire.AuthSuccess{Type: agentwire.TypeAuthSuccess, ServerID: sid, Message: agentwire.MessageConnected})
 	c.log.Info("agent connected")
 	c.svc.emit("agents", "online", sid, "agent:"+c.info.KeyID, presence{
@@ -292,6 +300,7 @@ func (c *agentConn) finish(readErr error) {
 		return
 	}
 	c.unsubscribe()
+	c.untrack()
 	c.mu.Lock()
 	c.gone = true
 	for id, ch := range c.pending {

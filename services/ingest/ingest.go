@@ -62,6 +62,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -123,6 +124,10 @@ type Config struct {
 	CommandTimeout time.Duration
 	// MaxCommandTimeout is the largest timeout a request may ask for. Default 10m.
 	MaxCommandTimeout time.Duration
+
+	// RegistryTTL bounds how long this ingest's agent connections stay listed after it dies
+	// without a goodbye. Default 30s.
+	RegistryTTL time.Duration
 }
 
 // RegisterFlags binds c to fs under the "ingest." prefix.
@@ -155,6 +160,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"wait for an agent's answer when a request sets no timeout")
 	fs.DurationVar(&c.MaxCommandTimeout, "ingest.command-max-timeout", DefaultMaxCommandTimeout,
 		"largest timeout a command or docker request may ask for")
+	fs.DurationVar(&c.RegistryTTL, "ingest.registry-ttl", registry.DefaultTTL,
+		"how long a dead ingest's agent connections stay listed")
 }
 
 // Validate reports a setting that cannot work. Zero values are valid (defaults).
@@ -178,6 +185,8 @@ func (c Config) Validate() error {
 		return errors.New("ingest.alert-cpu, ingest.alert-memory, ingest.alert-disk: must be at most 100 (percent)")
 	case c.AlertSamples < 0:
 		return fmt.Errorf("ingest.alert-samples: must not be negative, got %d", c.AlertSamples)
+	case c.RegistryTTL < 0:
+		return fmt.Errorf("ingest.registry-ttl: must not be negative, got %s", c.RegistryTTL)
 	case c.CommandTimeout < 0 || c.MaxCommandTimeout < 0:
 		return errors.New("ingest.command-timeout, ingest.command-max-timeout: must not be negative")
 	}
@@ -244,6 +253,14 @@ type Deps struct {
 	State agentstate.Store
 	// APIKeys verifies agents' API keys. Nil: the auth service over NC (authwire).
 	APIKeys APIKeyVerifier
+	// Registry is the fleet's connection registry, where agent sockets are listed. Nil: an
+	// in-process registry.NewMemory.
+	Registry registry.Registry
+	// Instance names this ingest in the registry; empty: a random "ingest-..." id.
+	Instance string
+	// AnnounceConnections publishes connections.create|delete.<principal> events for agent
+	// sockets. Off, nothing is announced.
+	AnnounceConnections bool
 }
 
 // Service publishes events to NATS JetStream and holds agent sockets. Create it with New and
@@ -262,6 +279,7 @@ type Service struct {
 	jids     jidSource
 	agents   agentSet
 	events   chan *event.Event // for the event worker started by Run
+	tracker  *registry.Tracker
 }
 
 // New validates cfg and wires the service. It starts nothing and does no I/O.
@@ -308,8 +326,30 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.apiKeys = natsKeyVerifier{nc: deps.NC}
 	}
 	s.agents.init()
+	reg := deps.Registry
+	if reg == nil {
+		reg = registry.NewMemory()
+	}
+	instance := deps.Instance
+	if instance == "" {
+		instance = registry.NewInstanceID("ingest")
+	}
+	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, Log: s.log}
+	if deps.AnnounceConnections {
+		tcfg.Publish = func(ctx context.Context, ev *event.Event) error {
+			_, err := s.Publish(ctx, ev)
+			return err
+		}
+	}
+	if s.tracker, err = registry.NewTracker(reg, tcfg); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	return s, nil
 }
+
+// Tracker is this ingest's connection tracker: its Check is a readiness check (the registry
+// is reachable).
+func (s *Service) Tracker() *registry.Tracker { return s.tracker }
 
 // RegisterGRPC registers EventService and AgentService on s.
 func (s *Service) RegisterGRPC(r grpc.ServiceRegistrar) {
@@ -342,8 +382,20 @@ func (s *Service) Run(ctx context.Context) error {
 	stopEvents := make(chan struct{})
 	eventsDone := make(chan struct{})
 	go s.runEvents(stopEvents, eventsDone)
+	trackCtx, stopTracker := context.WithCancel(context.Background())
+	trackDone := make(chan struct{})
+	go func() { defer close(trackDone); _ = s.tracker.Run(trackCtx) }()
+	kicks, err := registry.ServeKicks(s.nc, s.tracker)
+	if err != nil {
+		s.log.Warn("kicks not served", "err", err)
+	}
 	defer func() {
+		if kicks != nil {
+			_ = kicks.Unsubscribe()
+		}
 		s.agents.shutdown(s.log)
+		stopTracker() // after the agents left: their entries go with a goodbye
+		<-trackDone
 		close(stopEvents)
 		<-eventsDone
 	}()
