@@ -403,12 +403,12 @@ func (t *Tracker) goodbye() {
 }
 
 // eventTimeout bounds one event publish.
-const eventTimeout = 5 * time.Second
+const eventTimeout = 2 * time.Second
 
 func (t *Tracker) runEvents(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	publish := func(ev *event.Event) {
-		ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
+	publish := func(ctx context.Context, ev *event.Event) {
+		ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 		defer cancel()
 		if err := t.cfg.Publish(ctx, ev); err != nil {
 			t.log.Warn("connection event not published", "action", ev.Action, "key", ev.Key, "err", err)
@@ -417,16 +417,21 @@ func (t *Tracker) runEvents(stop <-chan struct{}, done chan<- struct{}) {
 	for {
 		select {
 		case ev := <-t.events:
-			publish(ev)
+			publish(context.Background(), ev)
 		case <-stop:
-			for {
+			// What is still queued gets one shared deadline: shutdown must not wait
+			// eventTimeout per event.
+			ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
+			defer cancel()
+			for ctx.Err() == nil {
 				select {
 				case ev := <-t.events:
-					publish(ev)
+					publish(ctx, ev)
 				default:
 					return
 				}
 			}
+			return
 		}
 	}
 }
