@@ -137,7 +137,6 @@ type Conn struct {
 
 	mu          sync.Mutex
 	queue       [][]byte      // guarded by mu
-	spare       [][]byte      // the previous batch's slice, reused; guarded by mu
 	queuedBytes int           // guarded by mu
 	flushing    bool          // a flusher goroutine owns the write side; guarded by mu
 	closed      bool          // no more Sends; guarded by mu
@@ -170,34 +169,51 @@ func (c *Conn) Send(frame []byte) bool {
 	return true
 }
 
+// Batch bounds: the flusher writes at most this much per write(2), so a backlog is framed a
+// slice at a time and never copied whole into a private buffer.
+const (
+	maxBatchFrames = 64
+	maxBatchBytes  = 64 << 10
+)
+
 // flush writes batches until the queue is empty. Only one flusher runs at a time.
 func (c *Conn) flush() {
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
-			c.flushing = false
-			if c.drained != nil {
-				close(c.drained)
-				c.drained = nil
-			}
+			c.stopFlushing()
 			c.mu.Unlock()
 			return
 		}
-		batch := c.queue
-		c.queue, c.spare = c.spare[:0], nil
-		c.queuedBytes = 0
+		k, size := 0, 0
+		for k < len(c.queue) && k < maxBatchFrames && (k == 0 || size+len(c.queue[k]) <= maxBatchBytes) {
+			size += len(c.queue[k])
+			k++
+		}
+		batch := c.queue[:k:k]
+		c.queue = c.queue[k:]
+		c.queuedBytes -= size
 		c.mu.Unlock()
 
-		err := c.writeBatch(batch)
-		clear(batch)
-		c.mu.Lock()
-		c.spare = batch[:0]
-		c.mu.Unlock()
-		if err != nil {
+		if err := c.writeBatch(batch); err != nil {
 			c.log.Debug("websocket write failed", "err", err)
+			c.mu.Lock()
+			c.stopFlushing()
+			c.mu.Unlock()
 			c.Close(websocket.CloseAbnormalClosure, "")
 			return
 		}
+		clear(batch)
+	}
+}
+
+// stopFlushing hands the write side back and wakes a Close waiting for the queue to drain;
+// mu must be held.
+func (c *Conn) stopFlushing() {
+	c.flushing = false
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
 	}
 }
 
@@ -241,7 +257,7 @@ func (c *Conn) Close(code int, reason string) {
 	c.closed = true
 	var drained chan struct{}
 	if code == CloseSlowConsumer || code == websocket.CloseAbnormalClosure {
-		c.queue, c.spare = nil, nil
+		c.queue = nil
 	} else if c.flushing {
 		drained = make(chan struct{})
 		c.drained = drained
@@ -308,7 +324,7 @@ func (c *Conn) ReadLoop(handle func(msg []byte)) error {
 func (c *Conn) closeQuietly() {
 	c.mu.Lock()
 	c.closed = true
-	c.queue, c.spare = nil, nil
+	c.queue = nil
 	if c.drained != nil && !c.flushing {
 		close(c.drained)
 		c.drained = nil

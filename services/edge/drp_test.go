@@ -352,6 +352,13 @@ func TestPingsReapDeadPeers(t *testing.T) {
 	live := r.dial(tok) // gorilla answers pings while it reads
 	dead := r.dial(tok) // never reads, so never answers
 	start := time.Now()
+	// The dial returns when the handshake does, which may be before the edge holds the client.
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if n := r.edge.Hub().Clients(); n != 2 {
+			return fmt.Errorf("%d clients, want both held", n)
+		}
+		return nil
+	})
 	liveFrame := make(chan frame, 1)
 	go func() {
 		f, err := live.read(5 * time.Second) // idle: the first frame is the ack sent below

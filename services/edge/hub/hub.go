@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,10 @@ type Sink interface {
 type Encoder interface {
 	Encode(subject string, payload []byte) ([]byte, error)
 }
+
+// CloseOverloaded closes clients whose events NATS dropped on the way to this edge. It is
+// wsconn's slow-consumer code: to the client the effect is the same, it missed events.
+const CloseOverloaded = 4000
 
 // ErrClosed is returned by Subscribe after the hub stopped.
 var ErrClosed = errors.New("hub: closed")
@@ -73,6 +78,8 @@ type topic struct {
 	ready   chan struct{} // closed once NATS has confirmed the interest
 	err     error         // set before ready closes
 
+	seenDropped int // NATS drops already acted on; dispatcher only
+
 	mu      sync.RWMutex
 	members []member        // guarded by mu; order is irrelevant
 	index   map[*Client]int // position in members; guarded by mu
@@ -91,7 +98,7 @@ type Client struct {
 
 	// subs is the client's filters in registration order, replaced whole on change so the
 	// dispatcher reads it without a lock.
-	subs atomic.Pointer[[]string]
+	subs atomic.Pointer[subList]
 
 	mu   sync.Mutex     // serialises the client's own Subscribe/Unsubscribe calls
 	refs map[string]int // how many registrations want each subject; guarded by mu
@@ -144,7 +151,7 @@ func (h *Hub) stop() {
 // Every client must be given back with Remove when its connection ends.
 func (h *Hub) NewClient(sink Sink, enc Encoder) (*Client, error) {
 	c := &Client{sink: sink, enc: enc, refs: map[string]int{}}
-	c.subs.Store(&[]string{})
+	c.subs.Store(newSubList(nil))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -217,8 +224,7 @@ func (h *Hub) SubscribeWith(ctx context.Context, c *Client, enc Encoder, subject
 		waits = append(waits, t)
 	}
 	if len(added) > 0 {
-		next := slices.Concat(*c.subs.Load(), added)
-		c.subs.Store(&next)
+		c.subs.Store(newSubList(slices.Concat(c.subs.Load().subjects(), added)))
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.SubscribeTimeout)
 	defer cancel()
@@ -256,7 +262,7 @@ func (h *Hub) Remove(c *Client) {
 		h.leave(c, s)
 	}
 	clear(c.refs)
-	c.subs.Store(&[]string{})
+	c.subs.Store(newSubList(nil))
 	c.mu.Unlock()
 	h.mu.Lock()
 	_, live := h.conns[c]
@@ -283,8 +289,8 @@ func (h *Hub) release(c *Client, subjects []string) {
 		}
 	}
 	if len(gone) > 0 {
-		next := slices.DeleteFunc(slices.Clone(*c.subs.Load()), func(s string) bool { return slices.Contains(gone, s) })
-		c.subs.Store(&next)
+		next := slices.DeleteFunc(c.subs.Load().subjects(), func(s string) bool { return slices.Contains(gone, s) })
+		c.subs.Store(newSubList(next))
 	}
 }
 
@@ -358,22 +364,25 @@ func (h *Hub) Subscriptions() int {
 // Delivered is the number of frames handed to sinks so far.
 func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
 
-// frameCache holds one message's frame per encoder; almost always one or two entries.
+// frameCache holds one message's frame per encoder; almost always one or two entries. An
+// encoder that failed is remembered too, so it is not retried for each of its clients.
 type frameCache struct {
 	encs   []Encoder
 	frames [][]byte
+	errs   []error
+	failed []error
 }
 
 func (fc *frameCache) frame(enc Encoder, m *nats.Msg) ([]byte, error) {
 	if i := slices.Index(fc.encs, enc); i >= 0 {
-		return fc.frames[i], nil
+		return fc.frames[i], fc.errs[i]
 	}
 	b, err := enc.Encode(m.Subject, m.Data)
+	fc.encs, fc.frames, fc.errs = append(fc.encs, enc), append(fc.frames, b), append(fc.errs, err)
 	if err != nil {
+		fc.failed = append(fc.failed, err)
 		return nil, err
 	}
-	fc.encs = append(fc.encs, enc)
-	fc.frames = append(fc.frames, b)
 	return b, nil
 }
 
@@ -381,12 +390,15 @@ func (h *Hub) dispatch(m *nats.Msg) {
 	h.mu.RLock()
 	t := h.topics[m.Sub.Subject]
 	h.mu.RUnlock()
-	if t == nil {
-		return // unsubscribed while the message was queued
+	if t == nil || t.sub != m.Sub {
+		return // unsubscribed while the message was queued (and maybe subscribed anew)
 	}
-	var fc frameCache
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	if h.dropped(t) {
+		return
+	}
+	var fc frameCache
 	var n uint64
 	for _, mb := range t.members {
 		c := mb.c
@@ -395,31 +407,101 @@ func (h *Hub) dispatch(m *nats.Msg) {
 		}
 		frame, err := fc.frame(mb.enc, m)
 		if err != nil {
-			h.undecodable.Add(1)
-			h.log.Warn("event not delivered: cannot encode", "subject", m.Subject, "err", err)
-			return
+			continue // logged once per encoder by frame; other encoders' members still get it
 		}
 		if c.sink.Send(frame) {
 			n++
 		}
 	}
+	if len(fc.failed) > 0 {
+		h.undecodable.Add(1)
+		h.log.Warn("event not delivered to some clients: cannot encode", "subject", m.Subject, "err", fc.failed[0])
+	}
 	h.delivered.Add(n)
 }
 
-// firstMatch reports whether an event on subj, arriving through filter via, should be
-// delivered through via: true unless an earlier filter of the client also matches it.
-func (c *Client) firstMatch(via, subj string) bool {
-	subs := *c.subs.Load()
-	if len(subs) == 1 {
-		return subs[0] == via
+// dropped closes a topic's clients when NATS dropped messages on its way to the edge (the
+// inbound channel was full): they have missed events and are told, not silently starved.
+// Only the dispatcher goroutine touches t.seenDropped.
+func (h *Hub) dropped(t *topic) bool {
+	d, err := t.sub.Dropped()
+	if err != nil || d <= t.seenDropped {
+		return false
 	}
-	for _, s := range subs {
-		if s == via {
-			return true
-		}
-		if subject.Match(s, subj) {
+	reason := fmt.Sprintf("edge overloaded: %d events dropped", d-t.seenDropped)
+	t.seenDropped = d
+	h.log.Warn("NATS dropped events for a filter; closing its clients", "subject", t.subject, "dropped", d)
+	for _, mb := range t.members {
+		mb.c.sink.Close(CloseOverloaded, reason)
+	}
+	return true
+}
+
+// firstMatch reports whether an event on subj, arriving through filter via, should be
+// delivered through via: true unless an earlier filter of the client also matches it. Only
+// filters that can overlap an earlier one pay for the check.
+func (c *Client) firstMatch(via, subj string) bool {
+	l := c.subs.Load()
+	i, ok := l.index[via]
+	if !ok {
+		return false // via was removed while the message was queued
+	}
+	if !l.list[i].overlapsEarlier {
+		return true
+	}
+	for _, e := range l.list[:i] {
+		if subject.Match(e.subject, subj) {
 			return false
 		}
 	}
-	return false // via was removed while the message was queued
+	return true
+}
+
+// subList is a client's filter subjects in registration order, immutable once stored.
+type subList struct {
+	list  []subEntry
+	index map[string]int
+}
+
+type subEntry struct {
+	subject         string
+	overlapsEarlier bool // some earlier subject could match the same event
+}
+
+func newSubList(subjects []string) *subList {
+	l := &subList{list: make([]subEntry, len(subjects)), index: make(map[string]int, len(subjects))}
+	for i, s := range subjects {
+		l.list[i].subject = s
+		l.index[s] = i
+		for _, earlier := range subjects[:i] {
+			if overlap(earlier, s) {
+				l.list[i].overlapsEarlier = true
+				break
+			}
+		}
+	}
+	return l
+}
+
+func (l *subList) subjects() []string {
+	out := make([]string, len(l.list))
+	for i, e := range l.list {
+		out[i] = e.subject
+	}
+	return out
+}
+
+// overlap reports whether two filter subjects (tokens or "*", no ">") can match one subject.
+func overlap(a, b string) bool {
+	for {
+		at, arest, amore := strings.Cut(a, ".")
+		bt, brest, bmore := strings.Cut(b, ".")
+		if at != bt && at != "*" && bt != "*" {
+			return false
+		}
+		if !amore || !bmore {
+			return amore == bmore
+		}
+		a, b = arest, brest
+	}
 }
