@@ -17,12 +17,14 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/natsx"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/services/auth"
 	"github.com/heraldhq/herald/services/edge"
@@ -38,6 +40,12 @@ type Config struct {
 	Auth     auth.Config
 	Ingest   ingest.Config
 	Edge     edge.Config
+	// RedisURL, when set, keeps users and API keys, agent state and the connection registry
+	// in Redis, shared with other Herald processes; empty keeps them in memory.
+	RedisURL string
+	// Instance names this process in the connection registry (its edge is
+	// "<instance>-edge", its ingest "<instance>-ingest"); empty: a random id.
+	Instance string
 }
 
 // RegisterFlags registers every flag of the process on fs.
@@ -49,11 +57,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Auth.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.Edge.RegisterFlags(fs)
+	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for users, API keys, agent state and the connection registry; empty: memory")
+	fs.StringVar(&c.Instance, "instance", "", "this process's name in the connection registry (empty: random)")
 }
 
 // Validate reports every setting that cannot work.
 func (c Config) Validate() error {
-	return errors.Join(c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate(), c.Edge.Validate())
+	var redisErr error
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			redisErr = fmt.Errorf("redis.url: %w", err)
+		}
+	}
+	return errors.Join(c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate(), c.Edge.Validate(), redisErr)
 }
 
 // Stack is one all-in-one Herald. New checks the configuration; Run starts
@@ -148,7 +164,29 @@ func (s *Stack) Run(ctx context.Context) error {
 		return nil
 	}))
 
-	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: w.conn("auth"), Log: s.log})
+	// Shared state: Redis when configured, else memory, one store per kind for the process.
+	var (
+		authStore auth.Store
+		state     agentstate.Store  = agentstate.NewMemory()
+		reg       registry.Registry = registry.NewMemory()
+	)
+	if s.cfg.RedisURL != "" {
+		opts, _ := redis.ParseURL(s.cfg.RedisURL) // checked by Validate
+		rdb := redis.NewClient(opts)
+		w.add("redis-client", app.RunnerFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			return rdb.Close()
+		}))
+		authStore = auth.NewRedisStore(rdb, auth.DefaultRedisPrefix)
+		state = agentstate.NewRedis(rdb, agentstate.DefaultRedisPrefix)
+		reg = registry.NewRedis(rdb, registry.DefaultRedisPrefix)
+	}
+	instance := s.cfg.Instance
+	if instance == "" {
+		instance = registry.NewInstanceID("herald")
+	}
+
+	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: w.conn("auth"), Log: s.log, Store: authStore})
 	w.check(err)
 	w.add("auth", authSvc)
 	// The auth store is memory here, so keys die with the process: make a
@@ -163,13 +201,14 @@ func (s *Stack) Run(ctx context.Context) error {
 	if authSvc != nil {
 		verifier = authSvc.Verifier() // in-process: no key fetch, same key
 	}
-	// One process: ingest records each server's latest sample and facts, and the edge reads
-	// them for new viewers, from the same memory store.
-	state := agentstate.NewMemory()
-	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Verifier: verifier, State: state, Log: s.log})
+	// Ingest records each server's latest sample and facts, and the edge reads them for new
+	// viewers, from the same store; both list their connections in the same registry.
+	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Verifier: verifier, State: state, Log: s.log,
+		Registry: reg, Instance: instance + "-ingest", AnnounceConnections: true})
 	w.check(err)
 	w.add("ingest", ingestSvc)
-	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Latest: state, Log: s.log})
+	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Latest: state, Log: s.log,
+		Registry: reg, Instance: instance + "-edge", AnnounceConnections: true})
 	w.check(err)
 	w.add("edge", edgeSvc)
 	if w.err != nil {
@@ -185,6 +224,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	ingestSvc.Register(mux)
 	ingestSvc.RegisterGRPC(gs)
 	edgeSvc.Register(mux)
+	edgeSvc.RegisterGRPC(gs)
+	health.AddCheck("edge connection registry", edgeSvc.Tracker().Check)
+	health.AddCheck("ingest connection registry", ingestSvc.Tracker().Check)
 	health.Register(mux)
 	reflection.Register(gs)
 	s.http.Handler, s.grpc.Server = mux, gs
