@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +28,8 @@ import (
 	"github.com/heraldhq/herald/services/edge/drp"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/monitor"
+	"github.com/heraldhq/herald/services/edge/rancher"
+	"github.com/heraldhq/herald/services/edge/salt"
 )
 
 // Config is the edge's settings. The zero value of a field means its default.
@@ -38,6 +41,11 @@ type Config struct {
 	// RegistryTTL bounds how long this edge's connections stay listed after it dies without a
 	// goodbye (default 30s); entries are refreshed every third of it.
 	RegistryTTL time.Duration
+	// AllowedOrigins may open cookie-authenticated (R_SESS) Rancher sockets besides the edge's
+	// own origin.
+	AllowedOrigins   []string
+	SaltReplayWindow time.Duration // how far back formatted_events replays jobs and facts (default 1h)
+	SaltMaxJobs      int           // jobs kept per formatted_events socket (default 200)
 }
 
 // RegisterFlags binds the settings to flags (edge.max-frame-bytes, edge.send-queue, ...).
@@ -47,6 +55,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", 0, "wait for clients to close on shutdown (0: 5s)")
 	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 0, "wait for the auth message on metrics and logs sockets (0: 10s)")
 	fs.DurationVar(&c.RegistryTTL, "edge.registry-ttl", 0, "how long a dead edge's connections stay listed (0: 30s)")
+	fs.Func("edge.allowed-origins", "comma-separated origins (https://host[:port]) whose pages may open Rancher sockets with the R_SESS cookie; the edge's own origin is always allowed",
+		func(v string) error {
+			for o := range strings.SplitSeq(v, ",") {
+				if o = strings.TrimSpace(o); o != "" {
+					c.AllowedOrigins = append(c.AllowedOrigins, o)
+				}
+			}
+			return nil
+		})
+	fs.DurationVar(&c.SaltReplayWindow, "edge.salt-replay-window", 0, "how far back formatted_events replays jobs and facts (0: 1h)")
+	fs.IntVar(&c.SaltMaxJobs, "edge.salt-max-jobs", 0, "jobs kept per formatted_events socket (0: 200)")
 }
 
 // Validate reports settings that cannot work.
@@ -54,9 +73,10 @@ func (c Config) Validate() error { return c.WS.Validate() }
 
 // Deps are the edge's collaborators.
 type Deps struct {
-	NC       *nats.Conn     // required: events arrive here
-	Verifier token.Verifier // required: checks tokens locally
-	Latest   monitor.Latest // the latest metrics sample per server (agentstate); nil: none on connect
+	NC       *nats.Conn       // required: events arrive here
+	Verifier token.Verifier   // required: checks tokens locally
+	Latest   monitor.Latest   // the latest metrics sample per server (agentstate); nil: none on connect
+	Facts    salt.FactsLister // host facts per server (agentstate); nil: formatted_events uses replayed and live facts
 	Log      *slog.Logger
 	// Registry is the fleet's connection registry (registry.NewRedis in a cluster); nil: an
 	// in-process registry.NewMemory, which lists this edge's connections only.
@@ -78,6 +98,9 @@ type Edge struct {
 	metrics *monitor.Handler
 	logs    *monitor.Handler
 	conns   *connections.Handler
+	rancher *rancher.Handler
+	saltAll *salt.Handler
+	saltFmt *salt.Handler
 	tracker *registry.Tracker
 	nc      *nats.Conn
 	ready   chan struct{}
@@ -135,6 +158,11 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		metrics: mon(monitor.Metrics),
 		logs:    mon(monitor.Logs),
 		conns:   &connections.Handler{Auth: auth, Tracker: tracker, NC: deps.NC, Log: log},
+		rancher: &rancher.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker,
+			AllowedOrigins: cfg.AllowedOrigins},
+		saltAll: &salt.Handler{Kind: salt.AllEvents, Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
+		saltFmt: &salt.Handler{Kind: salt.FormattedEvents, Hub: h, Auth: auth, Upgrader: up, Log: log,
+			Tracker: tracker, JS: js, Facts: deps.Facts, ReplayWindow: cfg.SaltReplayWindow, MaxJobs: cfg.SaltMaxJobs},
 	}, nil
 }
 
@@ -144,6 +172,12 @@ func (e *Edge) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+monitor.MetricsPath, e.metrics)
 	mux.Handle("GET "+monitor.LogsPath, e.logs)
 	e.conns.Register(mux)
+	// One Rancher handler serves the three levels; it reads the level from the path.
+	mux.Handle("GET "+rancher.GlobalPath, e.rancher)
+	mux.Handle("GET "+rancher.ClusterPath, e.rancher)
+	mux.Handle("GET "+rancher.ProjectPath, e.rancher)
+	mux.Handle("GET "+salt.AllEventsPath, e.saltAll)
+	mux.Handle("GET "+salt.FormattedEventsPath, e.saltFmt)
 }
 
 // RegisterGRPC registers ConnectionService on s.
