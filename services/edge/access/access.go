@@ -29,6 +29,9 @@ var ErrUnavailable = errors.New("authentication unavailable")
 type Session struct {
 	Claims  token.Claims
 	Filters []event.Filter // what the principal may see, parsed from Claims.Permissions
+	// Password is set when the client gave a user name and password: its token was issued for
+	// this connection, so its expiry is not the client's to act on.
+	Password bool
 }
 
 // Principal is the DRP-style principal string, "user:<name>".
@@ -70,7 +73,9 @@ func (a *Authenticator) Password(ctx context.Context, user, password string) (Se
 	case err != nil:
 		return Session{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return a.Token(ctx, raw)
+	sess, err := a.Token(ctx, raw)
+	sess.Password = true
+	return sess, err
 }
 
 // Request reads Digital Rebar's credentials from r: the Authorization header (Bearer or

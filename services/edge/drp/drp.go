@@ -126,7 +126,9 @@ type session struct {
 func (s *session) run() {
 	defer s.untrack()
 	defer s.h.Hub.Remove(s.client)
-	if ttl := s.sess.Claims.ExpiresAt.Sub(s.h.now()); !s.sess.Claims.ExpiresAt.IsZero() {
+	// A session opened with a password never showed the client a token (drpcli with
+	// ?token=user:pass, for instance): the internal token's expiry does not end it.
+	if ttl := s.sess.Claims.ExpiresAt.Sub(s.h.now()); !s.sess.Password && !s.sess.Claims.ExpiresAt.IsZero() {
 		expiry := time.AfterFunc(ttl, func() { s.conn.Close(wsconn.CloseTokenExpired, "token expired") })
 		defer expiry.Stop()
 	}

@@ -205,6 +205,8 @@ func (s *socket) authenticate(raw string) {
 		s.conn.Close(1001, "server shutting down")
 		return
 	}
+	// auth_success goes first: once subscribed, live frames may be queued at any moment.
+	s.send(map[string]string{"type": "auth_success", "server_id": s.serverID, "message": "Authenticated successfully"})
 	streams := map[Kind][]stream{
 		Metrics: {{subject.Metrics(s.serverID), metricsFrame}, {subject.Alerts(s.serverID), alertFrame}},
 		Logs:    {{subject.Logs(s.serverID), logFrame}},
@@ -225,7 +227,6 @@ func (s *socket) authenticate(raw string) {
 			func(reason string) { s.conn.Close(registry.CloseKicked, reason) })
 	}
 	close(s.authed)
-	s.send(map[string]string{"type": "auth_success", "server_id": s.serverID, "message": "Authenticated successfully"})
 	if s.h.Kind == Metrics && s.h.Latest != nil {
 		if sample, ok, err := s.h.Latest.LatestMetrics(ctx, s.serverID); err == nil && ok {
 			s.conn.Send(metricsFrame.wrap(sample))
