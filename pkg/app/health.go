@@ -26,8 +26,9 @@ type Health struct {
 }
 
 type namedCheck struct {
-	name string
-	f    func(ctx context.Context) error
+	name     string
+	f        func(ctx context.Context) error
+	degraded bool // failing degrades the process but leaves it ready
 }
 
 // AddCheck registers a readiness check: /readyz answers 503 naming the
@@ -35,7 +36,16 @@ type namedCheck struct {
 func (h *Health) AddCheck(name string, f func(ctx context.Context) error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.checks = append(h.checks, namedCheck{name, f})
+	h.checks = append(h.checks, namedCheck{name: name, f: f})
+}
+
+// AddDegradedCheck registers a check for something the process keeps serving without (a
+// connection registry in Redis, say): when it fails, /readyz still answers 200 but says
+// "degraded" and why, so a load balancer keeps sending traffic and a person sees the cause.
+func (h *Health) AddDegradedCheck(name string, f func(ctx context.Context) error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checks = append(h.checks, namedCheck{name: name, f: f, degraded: true})
 }
 
 // SetReady marks the process ready or not; Run does it for you.
@@ -77,13 +87,22 @@ func (h *Health) serveReady(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, err)
 		return
 	}
+	if err := h.Degraded(r.Context()); err != nil {
+		fmt.Fprintln(w, "ready, degraded:", err)
+		return
+	}
 	fmt.Fprintln(w, "ready")
+}
+
+// Degraded reports the failing degraded checks, or nil.
+func (h *Health) Degraded(ctx context.Context) error {
+	return h.run(ctx, true)
 }
 
 // Check reports why the process is not ready, or nil.
 func (h *Health) Check(ctx context.Context) error {
 	h.mu.Lock()
-	ready, stopping, checks := h.ready, h.stopping, h.checks
+	ready, stopping := h.ready, h.stopping
 	h.mu.Unlock()
 	switch {
 	case stopping:
@@ -91,7 +110,18 @@ func (h *Health) Check(ctx context.Context) error {
 	case !ready:
 		return fmt.Errorf("starting")
 	}
+	return h.run(ctx, false)
+}
+
+// run runs the checks of one kind and returns the first failure.
+func (h *Health) run(ctx context.Context, degraded bool) error {
+	h.mu.Lock()
+	checks := h.checks
+	h.mu.Unlock()
 	for _, c := range checks {
+		if c.degraded != degraded {
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, orDuration(h.CheckTimeout, 2*time.Second))
 		err := c.f(cctx)
 		cancel()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -195,5 +196,18 @@ func TestHealth(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz when stopping = %d", code)
+	}
+}
+
+func TestHealthDegradedStaysReady(t *testing.T) {
+	h := &app.Health{}
+	h.SetReady(true)
+	h.AddDegradedCheck("registry", func(context.Context) error { return errors.New("redis down") })
+	mux := http.NewServeMux()
+	h.Register(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "degraded: registry: redis down") {
+		t.Fatalf("readyz = %d %q, want 200 saying degraded", rec.Code, rec.Body.String())
 	}
 }

@@ -207,7 +207,7 @@ func (s *Stack) Run(ctx context.Context) error {
 		Registry: reg, Instance: instance + "-ingest", AnnounceConnections: true})
 	w.check(err)
 	w.add("ingest", ingestSvc)
-	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Latest: state, Log: s.log,
+	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Latest: state, Facts: state, Log: s.log,
 		Registry: reg, Instance: instance + "-edge", AnnounceConnections: true})
 	w.check(err)
 	w.add("edge", edgeSvc)
@@ -225,8 +225,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	ingestSvc.RegisterGRPC(gs)
 	edgeSvc.Register(mux)
 	edgeSvc.RegisterGRPC(gs)
-	health.AddCheck("edge connection registry", edgeSvc.Tracker().Check)
-	health.AddCheck("ingest connection registry", ingestSvc.Tracker().Check)
+	// Without the registry both keep serving (issue 4): degraded, not unready.
+	health.AddDegradedCheck("edge connection registry", edgeSvc.Tracker().Check)
+	health.AddDegradedCheck("ingest connection registry", ingestSvc.Tracker().Check)
 	health.Register(mux)
 	reflection.Register(gs)
 	s.http.Handler, s.grpc.Server = mux, gs
@@ -307,6 +308,9 @@ Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second
   WebSocket  ws://%[1]s/api/v3/ws   (Digital Rebar dialect)
              ws://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
              ws://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
+             ws://%[1]s/v3/subscribe, /v3/clusters/<id>/subscribe, /v3/projects/<id>/subscribe   (Rancher)
+             ws://%[1]s/all_events/<token>, /formatted_events/<token>   (Salt; token from POST /login)
+  REST       http://%[1]s/api/v3/connections   (every live connection in the fleet)
   gRPC       %[2]s   (reflection on: grpcurl -plaintext %[2]s list)
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
   curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
