@@ -12,19 +12,17 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/config"
 	"github.com/heraldhq/herald/pkg/natsx"
+	"github.com/heraldhq/herald/pkg/redisx"
 	"github.com/heraldhq/herald/services/auth"
 )
 
@@ -85,23 +83,15 @@ func run() error {
 	)
 }
 
-// openStore connects to Redis when url is set and checks it answers; else
-// it returns a memory store.
+// openStore uses Redis when url is set; else it returns a memory store.
 func openStore(ctx context.Context, url string, log *slog.Logger) (auth.Store, func(), error) {
 	if url == "" {
 		log.Warn("no redis.url: users and API keys are kept in memory and lost on restart")
 		return auth.NewMemoryStore(), func() {}, nil
 	}
-	opts, err := redis.ParseURL(url)
+	rdb, err := redisx.Open(ctx, url, log)
 	if err != nil {
-		return nil, nil, fmt.Errorf("redis.url: %w", err)
-	}
-	rdb := redis.NewClient(opts)
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pingCtx).Err(); err != nil {
-		rdb.Close()
-		return nil, nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
+		return nil, nil, err
 	}
 	return auth.NewRedisStore(rdb, auth.DefaultRedisPrefix), func() { rdb.Close() }, nil
 }

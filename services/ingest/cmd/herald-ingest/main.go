@@ -17,9 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
 
@@ -28,6 +26,8 @@ import (
 	"github.com/heraldhq/herald/pkg/authwire"
 	"github.com/heraldhq/herald/pkg/config"
 	"github.com/heraldhq/herald/pkg/natsx"
+	"github.com/heraldhq/herald/pkg/redisx"
+	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/services/ingest"
 )
@@ -47,7 +47,7 @@ func run() error {
 	grpcAddr := fs.String("grpc.addr", "127.0.0.1:9092", "gRPC listen address")
 	httpAddr := fs.String("http.addr", "127.0.0.1:8082", "HTTP listen address (agent socket, health)")
 	pubKey := fs.String("auth.public-key", "", "auth's Ed25519 public key, base64 (empty: fetch it from auth over NATS)")
-	redisURL := fs.String("redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for the latest samples and facts; empty keeps them in memory")
+	redisURL := fs.String("redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for the latest samples, facts and the connection registry; empty keeps them in memory")
 	appCfg.RegisterFlags(fs)
 	natsCfg.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
@@ -73,12 +73,19 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("auth public key: %w", err)
 	}
-	state, closeState, err := openState(ctx, *redisURL, log)
-	if err != nil {
-		return err
+	deps := ingest.Deps{NC: nc, Log: log, Verifier: token.NewVerifier(pub), AnnounceConnections: true}
+	if *redisURL == "" {
+		log.Warn("no redis.url: agent state and the connection registry are kept in memory; run one ingest only")
+	} else {
+		rdb, err := redisx.Open(ctx, *redisURL, log)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		deps.State = agentstate.NewRedis(rdb, agentstate.DefaultRedisPrefix)
+		deps.Registry = registry.NewRedis(rdb, registry.DefaultRedisPrefix)
 	}
-	defer closeState()
-	svc, err := ingest.New(cfg, ingest.Deps{NC: nc, Log: log, Verifier: token.NewVerifier(pub), State: state})
+	svc, err := ingest.New(cfg, deps)
 	if err != nil {
 		return err
 	}
@@ -88,6 +95,7 @@ func run() error {
 	health := &app.Health{}
 	mux := http.NewServeMux()
 	svc.Register(mux)
+	health.AddDegradedCheck("connection registry", svc.Tracker().Check)
 	health.Register(mux)
 	return appCfg.Run(ctx, log,
 		app.Named{Name: "ingest", Runner: svc},
@@ -95,25 +103,4 @@ func run() error {
 		app.Named{Name: "http", Runner: &app.HTTPServer{Addr: *httpAddr, Handler: mux, Log: log}},
 		app.Named{Name: "health", Runner: health},
 	)
-}
-
-// openState connects to Redis when url is set and checks it answers; else it returns a
-// memory store.
-func openState(ctx context.Context, url string, log *slog.Logger) (agentstate.Store, func(), error) {
-	if url == "" {
-		log.Warn("no redis.url: agent state is kept in memory; run one ingest only, or replays may be republished")
-		return agentstate.NewMemory(), func() {}, nil
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, nil, fmt.Errorf("redis.url: %w", err)
-	}
-	rdb := redis.NewClient(opts)
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pingCtx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, nil, fmt.Errorf("redis %s: %w", opts.Addr, err)
-	}
-	return agentstate.NewRedis(rdb, agentstate.DefaultRedisPrefix), func() { _ = rdb.Close() }, nil
 }
