@@ -437,6 +437,12 @@ func (c *agentConn) handleReply(msg []byte) {
 // answers when the agent does, when the timeout passes, or when the connection ends. It
 // returns at once; the wait happens on a goroutine of its own, at most maxInFlight of them.
 func (c *agentConn) onRPC(m *nats.Msg) {
+	if c.replaced.Load() {
+		// A newer connection for this server holds the agent and answers; until this one's
+		// read loop ends (up to a write timeout for a half-dead peer) it must stay silent, or
+		// its "gone" would win the race against the real answer.
+		return
+	}
 	respond := func(r agentwire.RPCReply) {
 		b, _ := json.Marshal(r)
 		if err := m.Respond(b); err != nil {
