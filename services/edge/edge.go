@@ -102,6 +102,7 @@ type Edge struct {
 	saltAll *salt.Handler
 	saltFmt *salt.Handler
 	tracker *registry.Tracker
+	auth    *access.Authenticator
 	nc      *nats.Conn
 	ready   chan struct{}
 }
@@ -153,7 +154,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 			AuthTimeout: cfg.AuthTimeout, Log: log, Tracker: tracker}
 	}
 	return &Edge{
-		cfg: cfg, log: log, hub: h, ready: make(chan struct{}), tracker: tracker, nc: deps.NC,
+		cfg: cfg, log: log, hub: h, ready: make(chan struct{}), tracker: tracker, nc: deps.NC, auth: auth,
 		drp:     &drp.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
 		metrics: mon(monitor.Metrics),
 		logs:    mon(monitor.Logs),

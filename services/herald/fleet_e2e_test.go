@@ -85,7 +85,7 @@ func (f *fleet) startEdge(id string) *instance {
 	}
 	mux := http.NewServeMux()
 	e.Register(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(e.TrackREST(mux))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -230,7 +230,8 @@ func (s *Stack) Run(ctx context.Context) error {
 	health.AddDegradedCheck("ingest connection registry", ingestSvc.Tracker().Check)
 	health.Register(mux)
 	reflection.Register(gs)
-	s.http.Handler, s.grpc.Server = mux, gs
+	// Every plain request through this process is listed while in flight (issue 4).
+	s.http.Handler, s.grpc.Server = edgeSvc.TrackREST(mux), gs
 
 	s.mu.Lock()
 	s.nats, s.auth, s.edge, s.devKey = ns, authSvc, edgeSvc, devKey.Key

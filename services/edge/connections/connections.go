@@ -56,7 +56,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+MachinePath, h.rest(h.machine))
 }
 
-// rest authenticates a request and lists it as in flight while the handler runs.
+// rest authenticates a request. The edge's TrackREST lists it as in flight, as every request.
 func (h *Handler) rest(serve func(http.ResponseWriter, *http.Request, access.Session)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, err := h.Auth.Request(r)
@@ -64,9 +64,6 @@ func (h *Handler) rest(serve func(http.ResponseWriter, *http.Request, access.Ses
 			drp.WriteAuthError(w, err)
 			return
 		}
-		_, untrack := h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Endpoint: EndpointREST}, nil)
-		defer untrack()
 		serve(w, r, sess)
 	})
 }

@@ -94,7 +94,7 @@ func run() error {
 	return appCfg.Run(ctx, log,
 		app.Named{Name: "edge", Runner: e},
 		app.Named{Name: "grpc", Runner: &app.GRPCServer{Addr: *grpcAddr, Server: gs, Log: log}},
-		app.Named{Name: "http", Runner: &app.HTTPServer{Addr: *httpAddr, Handler: mux, Log: log}},
+		app.Named{Name: "http", Runner: &app.HTTPServer{Addr: *httpAddr, Handler: e.TrackREST(mux), Log: log}},
 		app.Named{Name: "health", Runner: health},
 	)
 }
