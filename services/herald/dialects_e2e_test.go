@@ -184,33 +184,35 @@ func TestSaltPythonExample(t *testing.T) {
 	}
 	defer cc.Close()
 	pub := heraldv1.NewEventServiceClient(cc)
-	var got string
+	// Every line the script prints must be Salt's {tag, data} with _stamp; among them, the
+	// event published here (its own connections.create event may come first).
+	type saltFrame struct {
+		Tag  string         `json:"tag"`
+		Data map[string]any `json:"data"`
+	}
 	testutil.Eventually(t, 15*time.Second, func() error {
 		if _, err := pub.Publish(t.Context(), &heraldv1.PublishRequest{Event: &heraldv1.Event{
 			Type: "profiles", Action: "save", Key: "global"}}); err != nil {
 			return err
 		}
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				return fmt.Errorf("the script ended: %s", stderr.String())
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					return fmt.Errorf("the script ended: %s", stderr.String())
+				}
+				var f saltFrame
+				if err := json.Unmarshal([]byte(l), &f); err != nil || f.Tag == "" || f.Data["_stamp"] == nil {
+					t.Fatalf("the script printed %q, want Salt's {tag, data} with _stamp", l)
+				}
+				if f.Tag == "herald/profiles/save/global" {
+					return nil
+				}
+			case <-time.After(200 * time.Millisecond):
+				return fmt.Errorf("no profiles event printed yet (stderr: %s)", stderr.String())
 			}
-			got = l
-			return nil
-		case <-time.After(200 * time.Millisecond):
-			return fmt.Errorf("no output yet (stderr: %s)", stderr.String())
 		}
 	})
-	var frame struct {
-		Tag  string         `json:"tag"`
-		Data map[string]any `json:"data"`
-	}
-	if err := json.Unmarshal([]byte(got), &frame); err != nil {
-		t.Fatalf("the script printed %q: %v", got, err)
-	}
-	if frame.Tag != "herald/profiles/save/global" || frame.Data["_stamp"] == nil {
-		t.Fatalf("the script printed %q, want Salt's {tag, data} with _stamp", got)
-	}
 }
 
 // TestRancherClusterSocket: through the stack, a cluster-level norman socket authenticated by
