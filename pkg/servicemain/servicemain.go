@@ -1,0 +1,150 @@
+// Package servicemain is the main of every standalone Herald service: flags with HERALD_*
+// environment variables, logging, signals, the NATS connection, Redis when configured, the
+// auth public key when the service verifies tokens, and one HTTP and one gRPC listener with
+// health endpoints, started in order and stopped in reverse. A service's main says only how
+// to build the service from that.
+package servicemain
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/heraldhq/herald/pkg/app"
+	"github.com/heraldhq/herald/pkg/authwire"
+	"github.com/heraldhq/herald/pkg/config"
+	"github.com/heraldhq/herald/pkg/natsx"
+	"github.com/heraldhq/herald/pkg/redisx"
+	"github.com/heraldhq/herald/pkg/token"
+)
+
+// Options describe a service's command.
+type Options struct {
+	Name     string // the binary, e.g. "herald-edge"; also its NATS connection name
+	HTTPAddr string // default http.addr
+	GRPCAddr string // default grpc.addr
+	// Verifies: the service checks tokens, so it gets auth's public key (-auth.public-key,
+	// else fetched from auth over NATS at start).
+	Verifies bool
+	// RedisFor says what Redis holds for this service, for the redis.url flag's help.
+	RedisFor string
+}
+
+// Env is what a service is built from.
+type Env struct {
+	Ctx      context.Context
+	NC       *nats.Conn
+	Log      *slog.Logger
+	Redis    *redis.Client  // nil without redis.url
+	Verifier token.Verifier // nil unless Options.Verifies
+}
+
+// Service is what every Herald service provides.
+type Service interface {
+	app.Runner
+	Register(mux *http.ServeMux)
+	RegisterGRPC(s grpc.ServiceRegistrar)
+}
+
+// Built is a service and how the process serves it.
+type Built struct {
+	Service Service
+	// Wrap, if set, wraps the HTTP handler (the edge lists requests in flight).
+	Wrap func(http.Handler) http.Handler
+	// Degraded, if set, is a readiness check the service keeps serving without.
+	Degraded func(ctx context.Context) error
+}
+
+// Main runs the command and exits the process: 0 after a clean shutdown, 1 on an error.
+func Main(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built, error)) {
+	if err := run(opts, registerFlags, build); err != nil && !errors.Is(err, config.ErrPrinted) {
+		slog.Error(opts.Name+" failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built, error)) error {
+	var appCfg app.Config
+	var natsCfg natsx.Config
+	fs := flag.NewFlagSet(opts.Name, flag.ContinueOnError)
+	httpAddr := fs.String("http.addr", opts.HTTPAddr, "HTTP listen address")
+	grpcAddr := fs.String("grpc.addr", opts.GRPCAddr, "gRPC listen address (server reflection on)")
+	var pubKey, redisURL *string
+	if opts.Verifies {
+		pubKey = fs.String("auth.public-key", "", "auth's Ed25519 public key, base64 (empty: fetch it from auth over NATS)")
+	}
+	if opts.RedisFor != "" {
+		redisURL = fs.String("redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for "+opts.RedisFor+"; empty: memory, this process only")
+	}
+	appCfg.RegisterFlags(fs)
+	natsCfg.RegisterFlags(fs)
+	registerFlags(fs)
+	if err := config.Parse(fs, os.Args[1:]); err != nil {
+		return err
+	}
+	if err := errors.Join(appCfg.Validate(), natsCfg.Validate()); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := app.SignalContext(context.Background())
+	defer stop()
+
+	nc, err := natsCfg.Connect(ctx, opts.Name, log)
+	if err != nil {
+		return err
+	}
+	defer natsx.Drain(nc, appCfg.ShutdownTimeout)
+	env := Env{Ctx: ctx, NC: nc, Log: log}
+	if pubKey != nil {
+		pub, err := token.ParsePublicKey(*pubKey)
+		if *pubKey == "" {
+			pub, err = authwire.FetchPublicKey(ctx, nc)
+		}
+		if err != nil {
+			return fmt.Errorf("auth public key: %w", err)
+		}
+		env.Verifier = token.NewVerifier(pub)
+	}
+	if redisURL != nil && *redisURL != "" {
+		if env.Redis, err = redisx.Open(ctx, *redisURL, log); err != nil {
+			return err
+		}
+		defer env.Redis.Close()
+	} else if redisURL != nil {
+		log.Warn("no redis.url: " + opts.RedisFor + " kept in memory, for this process only")
+	}
+	b, err := build(env)
+	if err != nil {
+		return err
+	}
+
+	health := &app.Health{}
+	mux := http.NewServeMux()
+	b.Service.Register(mux)
+	if b.Degraded != nil {
+		health.AddDegradedCheck(opts.Name, b.Degraded)
+	}
+	health.Register(mux)
+	var handler http.Handler = mux
+	if b.Wrap != nil {
+		handler = b.Wrap(mux)
+	}
+	gs := grpc.NewServer()
+	b.Service.RegisterGRPC(gs)
+	reflection.Register(gs)
+	return appCfg.Run(ctx, log,
+		app.Named{Name: opts.Name, Runner: b.Service},
+		app.Named{Name: "grpc", Runner: &app.GRPCServer{Addr: *grpcAddr, Server: gs, Log: log}},
+		app.Named{Name: "http", Runner: &app.HTTPServer{Addr: *httpAddr, Handler: handler, Log: log}},
+		app.Named{Name: "health", Runner: health},
+	)
+}
