@@ -13,6 +13,8 @@ package authwire
 import (
 	"errors"
 	"time"
+
+	"github.com/heraldhq/herald/pkg/subject"
 )
 
 // Subjects served by the auth service.
@@ -110,4 +112,10 @@ type APIKeyInfo struct {
 // client; msg must not carry internal details.
 func APIKeyError(code, msg string) APIKeyReply {
 	return APIKeyReply{Error: msg, Code: code}
+}
+
+// SubjectAPIKeyRevoked is where auth announces that the key with keyID was revoked, so
+// whichever ingest holds an agent connected with it closes that connection at once.
+func SubjectAPIKeyRevoked(keyID string) string {
+	return "herald.auth.apikey.revoked." + subject.EncodeToken(keyID)
 }

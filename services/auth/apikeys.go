@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/heraldhq/herald/pkg/authwire"
 )
 
 // API key errors, mapped to each transport's status.
@@ -104,6 +106,13 @@ func (s *Service) RevokeAPIKey(ctx context.Context, keyID string) error {
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "api key revoked", slog.String("key_id", keyID),
 		slog.String("principal", principalFrom(ctx)))
+	// An agent connected with the key is closed by the ingest holding it; best effort: the
+	// key is revoked either way, and refused at the agent's next connect.
+	if s.nc != nil {
+		if err := s.nc.Publish(authwire.SubjectAPIKeyRevoked(keyID), nil); err != nil {
+			s.log.Warn("revocation not announced", "key_id", keyID, "err", err)
+		}
+	}
 	return nil
 }
 

@@ -237,8 +237,15 @@ func TestNATSVerifyAPIKey(t *testing.T) {
 				}
 			}
 
+			announced, err := nc.SubscribeSync(authwire.SubjectAPIKeyRevoked(k.GetKeyId()))
+			if err != nil || nc.Flush() != nil {
+				t.Fatal(err)
+			}
 			if _, err := c.RevokeAPIKey(admin, &heraldv1.RevokeAPIKeyRequest{KeyId: k.GetKeyId()}); err != nil {
 				t.Fatal(err)
+			}
+			if _, err := announced.NextMsg(5 * time.Second); err != nil {
+				t.Fatalf("revocation not announced on %s: %v", authwire.SubjectAPIKeyRevoked(k.GetKeyId()), err)
 			}
 			_, err = authwire.VerifyAPIKey(t.Context(), nc, k.GetKey())
 			if !errors.Is(err, authwire.ErrUnauthorized) || !strings.Contains(err.Error(), "invalid or inactive API key") {

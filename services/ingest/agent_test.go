@@ -895,3 +895,20 @@ func testLog(t *testing.T) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// A revoked key ends the connection that uses it at once, with the seed's error frame and
+// 1008; the agent of another key stays.
+func TestRevokedKeyClosesItsAgent(t *testing.T) {
+	env := newAgentEnv(t)
+	n := env.startIngest(ingest.Config{})
+	other := connect(t, n, "hk_web2")
+	a := connect(t, n, "hk_web1")
+	nc := natstest.Connect(t, env.ns)
+	if err := nc.Publish(authwire.SubjectAPIKeyRevoked("k1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	a.expectError("Invalid or inactive API key")
+	a.expectClose(websocket.ClosePolicyViolation, "Invalid or inactive API key")
+	env.waitEvent("agents", "offline", "web-1")
+	other.alive()
+}

@@ -254,6 +254,15 @@ func (c *agentConn) subscribe() error {
 		return fmt.Errorf("subscribe takeover: %w", err)
 	}
 	c.subs = append(c.subs, sub)
+	// A revoked key ends its connection now, not at the agent's next connect.
+	sub, err = nc.Subscribe(authwire.SubjectAPIKeyRevoked(c.info.KeyID), func(*nats.Msg) {
+		c.log.Info("api key revoked: closing the agent connection")
+		c.refuse(agentwire.MessageInvalidKey, websocket.ClosePolicyViolation, agentwire.MessageInvalidKey)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe revocation: %w", err)
+	}
+	c.subs = append(c.subs, sub)
 	announce, _ := json.Marshal(takeover{Conn: c.id, At: c.acceptedAt.UnixNano()})
 	if err := nc.Publish(subject.AgentTakeover(sid), announce); err != nil {
 		return fmt.Errorf("announce: %w", err)
