@@ -191,7 +191,7 @@ func TestSaltPythonExample(t *testing.T) {
 		Data map[string]any `json:"data"`
 	}
 	testutil.Eventually(t, 15*time.Second, func() error {
-		if _, err := pub.Publish(t.Context(), &heraldv1.PublishRequest{Event: &heraldv1.Event{
+		if _, err := pub.Publish(bearer(t.Context(), tok), &heraldv1.PublishRequest{Event: &heraldv1.Event{
 			Type: "profiles", Action: "save", Key: "global"}}); err != nil {
 			return err
 		}
@@ -234,7 +234,7 @@ func TestRancherClusterSocket(t *testing.T) {
 	pub := heraldv1.NewEventServiceClient(cc)
 	publish := func(scope, key string) {
 		t.Helper()
-		if _, err := pub.Publish(t.Context(), &heraldv1.PublishRequest{Event: &heraldv1.Event{
+		if _, err := pub.Publish(bearer(t.Context(), tok), &heraldv1.PublishRequest{Event: &heraldv1.Event{
 			Scope: scope, Type: "node", Action: "update", Key: key}}); err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,9 @@ package herald_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"google.golang.org/grpc/metadata"
 	"net/http"
 	"net/url"
 	"strings"
@@ -54,7 +56,7 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := events.Publish(t.Context(), &heraldv1.PublishRequest{Event: &heraldv1.Event{
+		if _, err := events.Publish(bearer(t.Context(), login.Token), &heraldv1.PublishRequest{Event: &heraldv1.Event{
 			Type: typ, Action: action, Key: key, Object: v,
 		}}); err != nil {
 			t.Fatalf("publish %s.%s.%s: %v", typ, action, key, err)
@@ -93,7 +95,7 @@ func TestEndToEnd(t *testing.T) {
 	expectAck(t, ws2, "register", "*.*.*")
 
 	// Validation errors are InvalidArgument naming the field.
-	_, err = events.Publish(t.Context(), &heraldv1.PublishRequest{Event: &heraldv1.Event{Action: "x"}})
+	_, err = events.Publish(bearer(t.Context(), login.Token), &heraldv1.PublishRequest{Event: &heraldv1.Event{Action: "x"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "type") {
 		t.Fatalf("publish without type: %v, want InvalidArgument naming type", err)
 	}
@@ -144,4 +146,9 @@ func expectAck(t *testing.T, ws *websocket.Conn, verb, pattern string) {
 		return
 	}
 	t.Fatalf("%s %s: no acknowledgement among 100 frames", verb, pattern)
+}
+
+// bearer is ctx carrying a token for Herald's gRPC services.
+func bearer(ctx context.Context, tok string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }

@@ -128,7 +128,7 @@ func TestStackServesAndStopsCleanly(t *testing.T) {
 	if _, err := heraldv1.NewAuthServiceClient(cc).Verify(t.Context(), &heraldv1.VerifyRequest{Token: login.Token}); err != nil {
 		t.Fatalf("gRPC Verify of the HTTP token: %v", err)
 	}
-	pub, err := heraldv1.NewEventServiceClient(cc).Publish(t.Context(), &heraldv1.PublishRequest{
+	pub, err := heraldv1.NewEventServiceClient(cc).Publish(bearer(t.Context(), login.Token), &heraldv1.PublishRequest{
 		Event: &heraldv1.Event{Type: "profiles", Action: "save", Key: "global"},
 	})
 	if err != nil {

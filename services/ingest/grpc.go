@@ -25,11 +25,23 @@ type eventServer struct {
 	svc *Service
 }
 
-// Publish implements heraldv1.EventServiceServer.
+// Publish implements heraldv1.EventServiceServer. Callers authenticate like AgentService's
+// and need DRP's claim for posting events, events.post.<type>; an event that names no
+// principal gets the caller's.
 func (g *eventServer) Publish(ctx context.Context, req *heraldv1.PublishRequest) (*heraldv1.PublishResponse, error) {
+	who, err := g.svc.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ev, err := eventFromProto(req.GetEvent())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, invalidMessage(err))
+	}
+	if err := g.svc.authorize(who, "events", "post", ev.Type); err != nil {
+		return nil, err
+	}
+	if ev.Principal == "" {
+		ev.Principal = who.principal
 	}
 	seq, err := g.svc.Publish(ctx, ev)
 	if err != nil {

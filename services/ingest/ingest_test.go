@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/heraldhq/herald/pkg/token"
+	"google.golang.org/grpc/metadata"
 	"net"
 	"strings"
 	"testing"
@@ -34,14 +36,21 @@ type stack struct {
 	ns     *server.Server
 	nc     *nats.Conn // the service's own connection
 	svc    *ingest.Service
-	client heraldv1.EventServiceClient
+	client heraldv1.EventServiceClient // sends a token that may post every event
+	issuer *token.Issuer
+	addr   string
 }
 
 func startStack(t *testing.T, cfg ingest.Config) *stack {
 	t.Helper()
 	ns := natstest.RunServer(t)
 	nc := natstest.Connect(t, ns)
-	svc, err := ingest.New(cfg, ingest.Deps{NC: nc})
+	priv, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := token.NewIssuer(priv, time.Hour)
+	svc, err := ingest.New(cfg, ingest.Deps{NC: nc, Verifier: token.NewVerifier(issuer.PublicKey())})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -72,12 +81,52 @@ func startStack(t *testing.T, cfg ingest.Config) *stack {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	s := &stack{ns: ns, nc: nc, svc: svc, issuer: issuer, addr: lis.Addr().String()}
+	s.client = s.clientWith(t, "*.*.*")
+	return s
+}
+
+// clientWith is an EventService client whose calls carry a token with perms (none: no token).
+func (s *stack) clientWith(t *testing.T, perms ...string) heraldv1.EventServiceClient {
+	t.Helper()
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if perms != nil {
+		raw, _, err := s.issuer.Issue("publisher", perms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+			cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+raw), method, req, reply, cc, o...)
+		}))
+	}
+	conn, err := grpc.NewClient(s.addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &stack{ns: ns, nc: nc, svc: svc, client: heraldv1.NewEventServiceClient(conn)}
+	return heraldv1.NewEventServiceClient(conn)
+}
+
+// Publishing needs a token allowed events.post.<type>; the caller becomes the principal.
+func TestPublishIsAuthorized(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, ingest.Config{})
+	req := &heraldv1.PublishRequest{Event: &heraldv1.Event{Type: "machines", Action: "create", Key: "m1"}}
+	if _, err := s.clientWith(t).Publish(t.Context(), req); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("no token: %v, want Unauthenticated", err)
+	}
+	if _, err := s.clientWith(t, "events.post.profiles").Publish(t.Context(), req); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("events.post.profiles posting machines: %v, want PermissionDenied", err)
+	}
+	ch := subscribe(t, s, "herald.evt.>")
+	if _, err := s.clientWith(t, "events.post.machines").Publish(t.Context(), req); err != nil {
+		t.Fatalf("events.post.machines: %v", err)
+	}
+	var ev struct{ Principal string }
+	if err := json.Unmarshal(receive(t, ch).Data, &ev); err != nil || ev.Principal != "user:publisher" {
+		t.Fatalf("published Principal %q (%v), want the caller, user:publisher", ev.Principal, err)
+	}
 }
 
 // subscribe returns a channel of the messages a fresh core NATS subscriber sees on subj.

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/heraldhq/herald/pkg/grpcauth"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 
@@ -34,6 +35,7 @@ func run() error {
 	scope := flag.String("scope", "", `event scope (default "global")`)
 	object := flag.String("object", "null", "event object as JSON")
 	timeout := flag.Duration("timeout", 10*time.Second, "how long to wait for the acknowledgement")
+	tok := flag.String("token", os.Getenv("HERALD_TOKEN"), "a Herald token allowed events.post.<type>, or user:password (default $HERALD_TOKEN)")
 	flag.Parse()
 
 	var obj any
@@ -53,6 +55,9 @@ func run() error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if ctx, err = grpcauth.Bearer(ctx, conn, *tok); err != nil {
+		return err
+	}
 	resp, err := heraldv1.NewEventServiceClient(conn).Publish(ctx, &heraldv1.PublishRequest{
 		Event: &heraldv1.Event{Type: *typ, Action: *action, Key: *key, Scope: *scope, Object: val},
 	})

@@ -11,14 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/heraldhq/herald/pkg/grpcauth"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 
@@ -46,14 +45,9 @@ func run() (int, error) {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout+10*time.Second)
 	defer cancel()
-	if user, pass, ok := strings.Cut(*tok, ":"); ok {
-		res, err := heraldv1.NewAuthServiceClient(cc).Login(ctx, &heraldv1.LoginRequest{Username: user, Password: pass})
-		if err != nil {
-			return 0, fmt.Errorf("login: %w", err)
-		}
-		*tok = res.GetToken()
+	if ctx, err = grpcauth.Bearer(ctx, cc, *tok); err != nil {
+		return 0, err
 	}
-	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*tok)
 	res, err := heraldv1.NewAgentServiceClient(cc).RunCommand(ctx, &heraldv1.RunCommandRequest{
 		ServerId: flag.Arg(0), Command: flag.Arg(1), Timeout: durationpb.New(*timeout)})
 	if err != nil {
