@@ -442,6 +442,9 @@ func (h *Hub) dropped(t *topic) bool {
 // filters that can overlap an earlier one pay for the check.
 func (c *Client) firstMatch(via, subj string) bool {
 	l := c.subs.Load()
+	if len(l.list) == 1 { // the common case: no map lookup on the fan-out path
+		return l.list[0].subject == via
+	}
 	i, ok := l.index[via]
 	if !ok {
 		return false // via was removed while the message was queued
