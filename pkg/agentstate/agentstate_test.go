@@ -47,8 +47,9 @@ func TestRedisSharedBetweenClients(t *testing.T) {
 		t.Cleanup(func() { _ = rdb.Close() })
 		return rdb
 	}
-	a := agentstate.NewRedis(newClient(), "shared:")
-	b := agentstate.NewRedis(newClient(), "shared:")
+	prefix := fmt.Sprintf("shared%d:", prefixes.Add(1)) // fresh keys on every run
+	a := agentstate.NewRedis(newClient(), prefix)
+	b := agentstate.NewRedis(newClient(), prefix)
 	ts := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	if fresh, err := a.PutMetrics(t.Context(), "srv", ts, []byte(`{"n":1}`)); !fresh || err != nil {
 		t.Fatalf("first put: %v, %v", fresh, err)
