@@ -95,3 +95,23 @@ func checkField(name, v string, max int, required bool) error {
 	}
 	return nil
 }
+
+// ObjectFields returns the Object as a JSON object's fields, for dialects whose frames add
+// keys to it (Rancher's type and id, Salt's _stamp). An Object that is not a JSON object is
+// wrapped as {"value": <object>}, an absent one as {"value": null}. The map is the caller's.
+func (e *Event) ObjectFields() (map[string]json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if len(e.Object) > 0 && e.Object[0] == '{' {
+		if err := json.Unmarshal(e.Object, &fields); err != nil {
+			return nil, fmt.Errorf("%w: object: %w", ErrInvalid, err)
+		}
+	}
+	if fields == nil {
+		value := e.Object
+		if len(value) == 0 {
+			value = json.RawMessage("null")
+		}
+		fields = map[string]json.RawMessage{"value": value}
+	}
+	return fields, nil
+}

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
@@ -153,4 +154,21 @@ func FuzzParseFilter(f *testing.F) {
 			t.Fatalf("%q: String() %q parses to %#v, %v; want %#v", s, got.String(), again, err, got)
 		}
 	})
+}
+
+func TestObjectFields(t *testing.T) {
+	t.Parallel()
+	for obj, want := range map[string]string{
+		`{"a":1}`: `{"a":1}`, `[1,2]`: `{"value":[1,2]}`, `"s"`: `{"value":"s"}`, ``: `{"value":null}`,
+	} {
+		e := Event{Object: []byte(obj)}
+		got, err := e.ObjectFields()
+		b, _ := json.Marshal(got)
+		if err != nil || string(b) != want {
+			t.Errorf("ObjectFields(%s) = %s, %v; want %s", obj, b, err, want)
+		}
+	}
+	if _, err := (&Event{Object: []byte(`{"a":`)}).ObjectFields(); err == nil {
+		t.Error("a broken object was accepted")
+	}
 }

@@ -365,18 +365,9 @@ func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
 // event Key) added when absent, since the UIs route on data.type and index on data.id. An
 // Object that is not a JSON object becomes {"id":<key>,"type":<type>,"value":<object>}.
 func Object(ev *event.Event) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if len(ev.Object) > 0 && ev.Object[0] == '{' {
-		if err := json.Unmarshal(ev.Object, &obj); err != nil {
-			return nil, fmt.Errorf("rancher: decode object: %w", err)
-		}
-	}
-	if obj == nil {
-		value := ev.Object
-		if len(value) == 0 {
-			value = json.RawMessage("null")
-		}
-		obj = map[string]json.RawMessage{"value": value}
+	obj, err := ev.ObjectFields()
+	if err != nil {
+		return nil, fmt.Errorf("rancher: %w", err)
 	}
 	for k, v := range map[string]string{"type": ev.Type, "id": ev.Key} {
 		if _, ok := obj[k]; !ok {

@@ -255,18 +255,9 @@ func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return nil, fmt.Errorf("salt: decode event: %w", err)
 	}
-	var data map[string]json.RawMessage
-	if len(ev.Object) > 0 && ev.Object[0] == '{' {
-		if err := json.Unmarshal(ev.Object, &data); err != nil {
-			return nil, fmt.Errorf("salt: decode object: %w", err)
-		}
-	}
-	if data == nil {
-		value := ev.Object
-		if len(value) == 0 {
-			value = json.RawMessage("null")
-		}
-		data = map[string]json.RawMessage{"value": value}
+	data, err := ev.ObjectFields()
+	if err != nil {
+		return nil, fmt.Errorf("salt: %w", err)
 	}
 	stamp, _ := json.Marshal(Stamp(ev.Time))
 	data["_stamp"] = stamp
