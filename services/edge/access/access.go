@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -120,6 +121,19 @@ func (a *Authenticator) Header(ctx context.Context, hdr string) (Session, error)
 }
 
 // Permitted reports whether the session's permissions let it see e.
+// OnExpiry calls expired when the session's token expires, measured from now, and returns
+// the function that cancels it. A session opened with a password never showed the client a
+// token (drpcli with ?token=user:pass, Rancher's Basic), so its internal token's expiry does
+// not end it: nothing is scheduled.
+func (s Session) OnExpiry(now time.Time, expired func()) (stop func()) {
+	if s.Password || s.Claims.ExpiresAt.IsZero() {
+		return func() {}
+	}
+	t := time.AfterFunc(s.Claims.ExpiresAt.Sub(now), expired)
+	return func() { t.Stop() }
+}
+
+// Permitted reports whether the session may see e.
 func (s Session) Permitted(e *event.Event) bool {
 	for _, f := range s.Filters {
 		if f.Matches(e) {

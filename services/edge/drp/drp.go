@@ -126,12 +126,7 @@ type session struct {
 func (s *session) run() {
 	defer s.untrack()
 	defer s.h.Hub.Remove(s.client)
-	// A session opened with a password never showed the client a token (drpcli with
-	// ?token=user:pass, for instance): the internal token's expiry does not end it.
-	if ttl := s.sess.Claims.ExpiresAt.Sub(s.h.now()); !s.sess.Password && !s.sess.Claims.ExpiresAt.IsZero() {
-		expiry := time.AfterFunc(ttl, func() { s.conn.Close(wsconn.CloseTokenExpired, "token expired") })
-		defer expiry.Stop()
-	}
+	defer s.sess.OnExpiry(s.h.now(), func() { s.conn.Close(wsconn.CloseTokenExpired, "token expired") })()
 	err := s.conn.ReadLoop(s.handle)
 	s.h.Log.Debug("drp: connection ended", "principal", s.sess.Principal(), "err", err)
 }

@@ -112,12 +112,12 @@ type socket struct {
 	serverID string
 	remote   string
 
-	once     sync.Once
-	deadline *time.Timer   // refuses a socket that has not authenticated in time
-	authed   chan struct{} // closed after a successful auth message
-	client   *hub.Client   // set before authed closes
-	expiry   *time.Timer   // set before authed closes
-	untrack  func()        // set before authed closes
+	once       sync.Once
+	deadline   *time.Timer   // refuses a socket that has not authenticated in time
+	authed     chan struct{} // closed after a successful auth message
+	client     *hub.Client   // set before authed closes
+	stopExpiry func()        // set before authed closes
+	untrack    func()        // set before authed closes
 }
 
 func (s *socket) run() {
@@ -132,7 +132,7 @@ func (s *socket) run() {
 	s.deadline.Stop()
 	select {
 	case <-s.authed:
-		s.expiry.Stop()
+		s.stopExpiry()
 		s.h.Hub.Remove(s.client)
 		s.untrack()
 	default:
@@ -196,7 +196,7 @@ func (s *socket) authenticate(raw string) {
 		return
 	}
 	want := event.Event{Type: permissionAction[s.h.Kind], Action: "read", Key: s.serverID, Scope: event.ScopeGlobal}
-	if s.serverID == "" || !permitted(sess.Filters, &want) {
+	if s.serverID == "" || !sess.Permitted(&want) {
 		s.refuse("Server not found or access denied")
 		return
 	}
@@ -220,7 +220,7 @@ func (s *socket) authenticate(raw string) {
 		}
 	}
 	s.client = client
-	s.expiry = time.AfterFunc(time.Until(sess.Claims.ExpiresAt), func() { s.refuse("Token expired") })
+	s.stopExpiry = sess.OnExpiry(time.Now(), func() { s.refuse("Token expired") })
 	if s.h.Tracker != nil {
 		_, s.untrack = s.h.Tracker.Track(registry.Conn{RemoteAddr: s.remote, Principal: sess.Principal(),
 			Websocket: true, Endpoint: permissionAction[s.h.Kind], ServerID: s.serverID},
@@ -237,13 +237,4 @@ func (s *socket) authenticate(raw string) {
 type stream struct {
 	subject string
 	enc     hub.Encoder
-}
-
-func permitted(filters []event.Filter, e *event.Event) bool {
-	for _, f := range filters {
-		if f.Matches(e) {
-			return true
-		}
-	}
-	return false
 }

@@ -165,12 +165,7 @@ func (h *Handler) serve(conn *wsconn.Conn, client *hub.Client, sess access.Sessi
 		_ = conn.ReadLoop(func([]byte) {})
 		return
 	}
-	if !sess.Claims.ExpiresAt.IsZero() {
-		expiry := time.AfterFunc(sess.Claims.ExpiresAt.Sub(h.now()), func() {
-			conn.Close(wsconn.CloseTokenExpired, "token expired")
-		})
-		defer expiry.Stop()
-	}
+	defer sess.OnExpiry(h.now(), func() { conn.Close(wsconn.CloseTokenExpired, "token expired") })()
 	interval := h.PingInterval
 	if interval <= 0 {
 		interval = DefaultPingInterval

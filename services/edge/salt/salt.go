@@ -165,12 +165,7 @@ type socket struct {
 
 func (s *socket) run() {
 	defer s.untrack()
-	if !s.sess.Claims.ExpiresAt.IsZero() {
-		expiry := time.AfterFunc(s.sess.Claims.ExpiresAt.Sub(s.h.now()), func() {
-			s.conn.Close(wsconn.CloseTokenExpired, "token expired")
-		})
-		defer expiry.Stop()
-	}
+	defer s.sess.OnExpiry(s.h.now(), func() { s.conn.Close(wsconn.CloseTokenExpired, "token expired") })()
 	err := s.conn.ReadLoop(s.handle)
 	// Subscriptions are made only on the read loop, so none can race this Remove.
 	if s.client != nil {
@@ -386,15 +381,6 @@ func (s *socket) apply(v *view, payload []byte) (minions, jobs bool) {
 	return v.apply(&ev)
 }
 
-func (s *socket) permitted(ev *event.Event) bool {
-	for _, f := range s.sess.Filters {
-		if f.Matches(ev) {
-			return true
-		}
-	}
-	return false
-}
-
 // loadFacts puts the permitted servers' stored facts into the view.
 func (s *socket) loadFacts(ctx context.Context, v *view) {
 	if s.h.Facts == nil {
@@ -409,7 +395,7 @@ func (s *socket) loadFacts(ctx context.Context, v *view) {
 	}
 	for id, facts := range all {
 		ev := event.Event{Scope: event.ScopeGlobal, Type: "agents", Action: "facts", Key: id, Object: facts}
-		if s.permitted(&ev) {
+		if s.sess.Permitted(&ev) {
 			v.apply(&ev)
 		}
 	}
@@ -467,7 +453,7 @@ func (s *socket) replay(ctx context.Context, v *view) error {
 		for msg := range batch.Messages() {
 			n++
 			var ev event.Event
-			if json.Unmarshal(msg.Data(), &ev) == nil && s.permitted(&ev) {
+			if json.Unmarshal(msg.Data(), &ev) == nil && s.sess.Permitted(&ev) {
 				v.apply(&ev)
 			}
 		}
