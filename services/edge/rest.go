@@ -11,7 +11,8 @@ import (
 	"github.com/heraldhq/herald/services/edge/connections"
 )
 
-// TrackREST lists every plain HTTP request in the connection registry while it is in flight
+// TrackREST lists every plain HTTP request but health probes in the connection registry while
+// it is in flight
 // (seed 002: the connections API shows REST as well as WebSocket connections). WebSocket
 // upgrades pass through: each dialect lists its socket once it has authenticated it.
 //
@@ -20,7 +21,9 @@ import (
 // claimed), else DRP's "unknown". Listing must never cost a login.
 func (e *Edge) TrackREST(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if websocket.IsWebSocketUpgrade(r) {
+		// Health probes are the load balancer's, every few seconds: not connections worth
+		// two registry writes each.
+		if websocket.IsWebSocketUpgrade(r) || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			next.ServeHTTP(w, r)
 			return
 		}
