@@ -68,7 +68,7 @@ type Tracker struct {
 
 	mu    sync.Mutex
 	held  map[string]*tracked // by ID
-	retry map[string]struct{} // removes that failed; retried at refresh
+	retry map[string]struct{} // removes that failed (bounded by maxRetry); retried at refresh
 
 	failures atomic.Uint64
 	dropped  atomic.Uint64
@@ -288,10 +288,17 @@ func (t *Tracker) apply(o op) {
 	if err := t.call(func(ctx context.Context) error { return t.reg.Remove(ctx, o.conn.ID) }); err != nil {
 		t.fail("remove", err)
 		t.mu.Lock()
-		t.retry[o.conn.ID] = struct{}{}
+		// Past the bound the entry is left to expire and be swept: an outage must not grow
+		// this set with every request it lasts.
+		if len(t.retry) < maxRetry {
+			t.retry[o.conn.ID] = struct{}{}
+		}
 		t.mu.Unlock()
 	}
 }
+
+// maxRetry bounds the removes kept for retry while the registry is unreachable.
+const maxRetry = 4096
 
 // refresh extends this instance's entries and adds back those the registry lost (a Redis
 // restart, an outage longer than the TTL). Success clears the degraded state.
@@ -339,6 +346,13 @@ func (t *Tracker) refresh() {
 	if len(missing) > 0 {
 		t.log.Info("connections registered again", "count", len(missing))
 	}
+	if len(ids)+len(retry) > 0 { // with nothing to refresh, no call was made: nothing learned
+		t.reachable()
+	}
+}
+
+// reachable clears the degraded state after a registry call succeeded.
+func (t *Tracker) reachable() {
 	if t.lastErr.Swap(nil) != nil {
 		t.log.Info("connection registry reachable again")
 	}
@@ -357,12 +371,18 @@ func (t *Tracker) sweep() {
 			t.fail("sweep", err)
 			return
 		}
+		t.reachable()
 		for _, c := range gone {
 			t.mu.Lock()
 			tr := t.held[c.ID]
+			_, announced := t.retry[c.ID]
+			delete(t.retry, c.ID)
 			t.mu.Unlock()
 			if tr != nil {
 				continue // ours and alive: expired while we could not refresh; the refresh re-adds it
+			}
+			if announced {
+				continue // ours, untracked while the registry was away: its delete went out then
 			}
 			if c.Websocket {
 				t.emit(ActionDelete, c)
