@@ -16,6 +16,7 @@ package subject
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -214,4 +215,27 @@ func Match(filter, subject string) bool {
 		}
 		filter, subject = frest, srest
 	}
+}
+
+// ForFilters returns the distinct NATS subjects that together select what any of filters
+// matches (a filter narrowed to a token's permissions is usually several), bounded by
+// MaxSubjects in all. Subjects of different filters may overlap; the edge delivers each event
+// once per client regardless.
+func ForFilters(filters []event.Filter) ([]string, error) {
+	var out []string
+	for _, f := range filters {
+		subs, err := ForFilter(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range subs {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+		if len(out) > MaxSubjects {
+			return nil, fmt.Errorf("%w: more than %d in all", ErrTooManySubjects, MaxSubjects)
+		}
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package subject_test
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -212,4 +213,19 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+func TestForFilters(t *testing.T) {
+	t.Parallel()
+	machines, _ := event.ParseFilter("machines.*.*")
+	both, _ := event.ParseFilter("machines,profiles.*.*")
+	got, err := subject.ForFilters([]event.Filter{machines, both})
+	if want := []string{"herald.evt.*.machines.*.*", "herald.evt.*.profiles.*.*"}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("ForFilters = %q, %v; want %q", got, err, want)
+	}
+	wide, _ := event.ParseFilter("a,b,c,d,e,f,g,h.a,b,c,d,e,f,g,h.*") // 64, at the limit
+	other, _ := event.ParseFilter("x.y.z")
+	if _, err := subject.ForFilters([]event.Filter{wide, other}); !errors.Is(err, subject.ErrTooManySubjects) {
+		t.Fatalf("65 subjects in all: %v, want ErrTooManySubjects", err)
+	}
 }

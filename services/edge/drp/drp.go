@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/event"
@@ -166,21 +165,9 @@ func (s *session) register(pattern string) {
 			fmt.Sprintf("register %s: outside your permissions", pattern))
 		return
 	}
-	var subjects []string
-	for _, a := range allowed {
-		subs, err := subject.ForFilter(a)
-		if err != nil {
-			s.fail("register", pattern, http.StatusBadRequest, err.Error())
-			return
-		}
-		for _, sub := range subs {
-			if !slices.Contains(subjects, sub) {
-				subjects = append(subjects, sub)
-			}
-		}
-	}
-	if len(subjects) > subject.MaxSubjects {
-		s.fail("register", pattern, http.StatusBadRequest, fmt.Sprintf("pattern expands to more than %d subjects", subject.MaxSubjects))
+	subjects, err := subject.ForFilters(allowed)
+	if err != nil {
+		s.fail("register", pattern, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

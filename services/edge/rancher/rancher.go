@@ -228,20 +228,9 @@ func subjectsFor(scope string, types []string, perms []event.Filter) ([]string, 
 	if len(allowed) == 0 {
 		return nil, fmt.Errorf("your permissions allow no events in scope %s", scope)
 	}
-	var subjects []string
-	for _, f := range allowed {
-		subs, err := subject.ForFilter(f)
-		if err != nil {
-			return nil, fmt.Errorf("subscription too wide: %w", err)
-		}
-		for _, s := range subs {
-			if !slices.Contains(subjects, s) {
-				subjects = append(subjects, s)
-			}
-		}
-	}
-	if len(subjects) > subject.MaxSubjects {
-		return nil, fmt.Errorf("subscription expands to more than %d subjects", subject.MaxSubjects)
+	subjects, err := subject.ForFilters(allowed)
+	if err != nil {
+		return nil, fmt.Errorf("subscription too wide: %w", err)
 	}
 	return subjects, nil
 }

@@ -197,22 +197,7 @@ func (s *socket) handle(msg []byte) {
 // subjects is the NATS subjects for what want selects within the token's permissions; empty
 // when the token may see none of it.
 func (s *socket) subjects(want event.Filter) ([]string, error) {
-	var out []string
-	for _, f := range event.Allowed(want, s.sess.Filters) {
-		subs, err := subject.ForFilter(f)
-		if err != nil {
-			return nil, err
-		}
-		for _, sub := range subs {
-			if !slices.Contains(out, sub) {
-				out = append(out, sub)
-			}
-		}
-	}
-	if len(out) > subject.MaxSubjects {
-		return nil, fmt.Errorf("permissions expand to more than %d subjects", subject.MaxSubjects)
-	}
-	return out, nil
+	return subject.ForFilters(event.Allowed(want, s.sess.Filters))
 }
 
 func (s *socket) subscribe(client *hub.Client, subjects []string) error {
