@@ -3,11 +3,10 @@ package auth
 import (
 	"context"
 	"errors"
+	"github.com/heraldhq/herald/pkg/grpcauth"
 	"log/slog"
-	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -79,16 +78,11 @@ func (g grpcServer) RevokeAPIKey(ctx context.Context, req *heraldv1.RevokeAPIKey
 // <token>") and that its permissions match need. It returns ctx carrying
 // the caller's name for the audit log.
 func (g grpcServer) authorize(ctx context.Context, need *event.Event) (context.Context, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) == 0 {
-		return ctx, status.Error(codes.Unauthenticated, `missing "authorization: Bearer <token>" metadata`)
+	raw, err := grpcauth.IncomingToken(ctx)
+	if err != nil {
+		return ctx, err
 	}
-	scheme, raw, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ctx, status.Error(codes.Unauthenticated, `authorization metadata must be "Bearer <token>"`)
-	}
-	claims, err := g.s.verifier.Verify(ctx, strings.TrimSpace(raw))
+	claims, err := g.s.verifier.Verify(ctx, raw)
 	if err != nil {
 		return ctx, status.Error(codes.Unauthenticated, err.Error())
 	}

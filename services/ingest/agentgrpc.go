@@ -3,11 +3,11 @@ package ingest
 import (
 	"context"
 	"errors"
+	"github.com/heraldhq/herald/pkg/grpcauth"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -153,16 +153,9 @@ func (s *Service) authenticate(ctx context.Context) (caller, error) {
 	if s.verifier == nil {
 		return caller{}, status.Error(codes.Unauthenticated, "token verification is not configured on this ingest")
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	var raw string
-	for _, v := range md.Get("authorization") {
-		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-			raw = strings.TrimSpace(v[7:])
-			break
-		}
-	}
-	if raw == "" {
-		return caller{}, status.Error(codes.Unauthenticated, `missing "authorization: Bearer <token>" metadata`)
+	raw, err := grpcauth.IncomingToken(ctx)
+	if err != nil {
+		return caller{}, err
 	}
 	claims, err := s.verifier.Verify(ctx, raw)
 	if err != nil {

@@ -3,10 +3,9 @@ package connections
 import (
 	"context"
 	"errors"
-	"strings"
+	"github.com/heraldhq/herald/pkg/grpcauth"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -23,16 +22,11 @@ type GRPC struct {
 
 // authenticate reads "authorization: Bearer <token>" as AgentService does.
 func (g *GRPC) authenticate(ctx context.Context) (access.Session, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) == 0 {
-		return access.Session{}, status.Error(codes.Unauthenticated, "missing authorization: Bearer <token>")
+	tok, err := grpcauth.IncomingToken(ctx)
+	if err != nil {
+		return access.Session{}, err
 	}
-	scheme, tok, _ := strings.Cut(vals[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return access.Session{}, status.Error(codes.Unauthenticated, "authorization must be Bearer <token>")
-	}
-	sess, err := g.H.Auth.Token(ctx, strings.TrimSpace(tok))
+	sess, err := g.H.Auth.Token(ctx, tok)
 	if err != nil {
 		return access.Session{}, status.Error(codes.Unauthenticated, err.Error())
 	}
