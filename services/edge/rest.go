@@ -1,14 +1,15 @@
 package edge
 
 import (
-	"encoding/base64"
 	"net/http"
 	"strings"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/heraldhq/herald/pkg/registry"
+	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/connections"
+	"github.com/heraldhq/herald/services/edge/rancher"
 )
 
 // TrackREST lists every plain HTTP request but health probes in the connection registry while
@@ -41,13 +42,11 @@ func (e *Edge) restPrincipal(r *http.Request) string {
 		case strings.EqualFold(scheme, "Bearer"):
 			raw = strings.TrimSpace(cred)
 		case strings.EqualFold(scheme, "Basic"):
-			if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred)); err == nil {
-				if user, _, ok := strings.Cut(string(b), ":"); ok {
-					return "user:" + user
-				}
+			if user, _, ok := access.DecodeBasic(strings.TrimSpace(cred)); ok {
+				return "user:" + user
 			}
 		}
-	} else if c, err := r.Cookie("R_SESS"); err == nil {
+	} else if c, err := r.Cookie(rancher.CookieName); err == nil {
 		raw = c.Value
 	} else if t := r.URL.Query().Get("token"); t != "" {
 		if user, _, ok := strings.Cut(t, ":"); ok {

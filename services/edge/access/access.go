@@ -109,9 +109,8 @@ func (a *Authenticator) Header(ctx context.Context, hdr string) (Session, error)
 	case strings.EqualFold(scheme, "Bearer"):
 		return a.Token(ctx, cred)
 	case strings.EqualFold(scheme, "Basic"):
-		raw, err := base64.StdEncoding.DecodeString(cred)
-		user, pass, ok := strings.Cut(string(raw), ":")
-		if err != nil || !ok {
+		user, pass, ok := DecodeBasic(cred)
+		if !ok {
 			return Session{}, fmt.Errorf("%w: malformed Basic credentials", ErrDenied)
 		}
 		return a.Password(ctx, user, pass)
@@ -141,4 +140,18 @@ func (s Session) Permitted(e *event.Event) bool {
 		}
 	}
 	return false
+}
+
+// DecodeBasic reads Basic credentials as user:password in any base64 alphabet: the standard
+// one (RFC 7617, DRP) or the URL-safe one norman decodes with, padded or not.
+func DecodeBasic(cred string) (user, pass string, ok bool) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		raw, err := enc.DecodeString(cred)
+		if err != nil {
+			continue
+		}
+		user, pass, ok = strings.Cut(string(raw), ":")
+		return user, pass, ok && user != ""
+	}
+	return "", "", false
 }

@@ -30,7 +30,6 @@ package rancher
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,42 +239,14 @@ func subjectsFor(scope string, types []string, perms []event.Filter) ([]string, 
 func (h *Handler) authenticate(r *http.Request) (sess access.Session, byCookie bool, err error) {
 	ctx := r.Context()
 	if hdr := strings.TrimSpace(r.Header.Get("Authorization")); hdr != "" {
-		scheme, cred, _ := strings.Cut(hdr, " ")
-		cred = strings.TrimSpace(cred)
-		switch {
-		case strings.EqualFold(scheme, "Bearer"):
-			sess, err = h.Auth.Token(ctx, cred)
-			return sess, false, err
-		case strings.EqualFold(scheme, "Basic"):
-			user, pass, ok := decodeBasic(cred)
-			if !ok {
-				return sess, false, fmt.Errorf("%w: malformed Basic credentials", access.ErrDenied)
-			}
-			sess, err = h.Auth.Password(ctx, user, pass)
-			return sess, false, err
-		default:
-			return sess, false, fmt.Errorf("%w: unsupported Authorization scheme %q (use Bearer or Basic)", access.ErrDenied, scheme)
-		}
+		sess, err = h.Auth.Header(ctx, hdr)
+		return sess, false, err
 	}
 	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
 		sess, err = h.Auth.Token(ctx, c.Value)
 		return sess, true, err
 	}
 	return sess, false, fmt.Errorf("%w: must authenticate: send Authorization: Bearer <token> or Basic, or the %s cookie", access.ErrDenied, CookieName)
-}
-
-// decodeBasic decodes user:password. Norman uses the URL-safe alphabet; browsers and curl use
-// the standard one; both are accepted, padded or not.
-func decodeBasic(cred string) (user, pass string, ok bool) {
-	for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.StdEncoding, base64.RawURLEncoding, base64.RawStdEncoding} {
-		raw, err := enc.DecodeString(cred)
-		if err != nil {
-			continue
-		}
-		user, pass, ok = strings.Cut(string(raw), ":")
-		return user, pass, ok && user != ""
-	}
-	return "", "", false
 }
 
 // originAllowed reports whether a cookie-authenticated request comes from an allowed Origin:
