@@ -17,16 +17,15 @@ import (
 	"github.com/heraldhq/herald/pkg/subject"
 )
 
-// Subjects served by the auth service.
+// Subjects served by the auth service; pkg/subject owns their spelling.
 const (
-	SubjectLogin        = "herald.auth.login"
-	SubjectKeys         = "herald.auth.keys"
-	SubjectAPIKeyVerify = "herald.auth.apikey.verify"
+	SubjectLogin        = subject.AuthLogin
+	SubjectKeys         = subject.AuthKeys
+	SubjectAPIKeyVerify = subject.AuthAPIKeyVerify
 )
 
-// QueueGroup is the queue group every auth replica subscribes with, so each
-// request is answered once however many replicas run.
-const QueueGroup = "herald-auth"
+// QueueGroup is the queue group every auth replica subscribes with (subject.AuthQueue).
+const QueueGroup = subject.AuthQueue
 
 // Error codes carried in a reply's "code".
 const (
@@ -116,6 +115,4 @@ func APIKeyError(code, msg string) APIKeyReply {
 
 // SubjectAPIKeyRevoked is where auth announces that the key with keyID was revoked, so
 // whichever ingest holds an agent connected with it closes that connection at once.
-func SubjectAPIKeyRevoked(keyID string) string {
-	return "herald.auth.apikey.revoked." + subject.EncodeToken(keyID)
-}
+func SubjectAPIKeyRevoked(keyID string) string { return subject.AuthAPIKeyRevoked(keyID) }

@@ -11,15 +11,12 @@ import (
 	"github.com/heraldhq/herald/pkg/subject"
 )
 
-// CloseKicked is the WebSocket close code of a connection closed by Kick.
-const CloseKicked = 4003
-
 // KickReason is the close reason a kicked client sees.
 func KickReason(by string) string { return "kicked by " + by }
 
 // KickSubject is the NATS subject on which an instance takes kick requests for the
 // connections it holds.
-func KickSubject(instance string) string { return "herald.conn.kick." + subject.EncodeToken(instance) }
+func KickSubject(instance string) string { return subject.Kick(instance) }
 
 // ErrNotHeld means no instance answered for the connection: it ended, or its instance is gone.
 var ErrNotHeld = errors.New("registry: connection not held by a live instance")
@@ -61,7 +58,7 @@ func ServeKicks(nc *nats.Conn, t *Tracker) (*nats.Subscription, error) {
 	return sub, nc.Flush()
 }
 
-// Kick asks the instance holding c to close it with CloseKicked and KickReason(by).
+// Kick asks the instance holding c to close it with code 4003 (wsconn.DisconnectKicked) and KickReason(by).
 func Kick(ctx context.Context, nc *nats.Conn, c Conn, by string) error {
 	if !c.Websocket {
 		return ErrNotKickable

@@ -21,13 +21,9 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Close codes Herald uses beyond RFC 6455's (4000-4999 are for applications).
-const (
-	// CloseSlowConsumer: the client did not read fast enough and its send queue overflowed.
-	CloseSlowConsumer = 4000
-	// CloseTokenExpired: the credentials the connection was opened with have expired.
-	CloseTokenExpired = 4001
-)
+// disconnectAbnormal (1006) is never sent: it marks a write side already broken, so Close
+// skips the close frame.
+var disconnectAbnormal = Disconnect{websocket.CloseAbnormalClosure, ""}
 
 // Config holds the per-connection limits. The zero value of a field means its default.
 type Config struct {
@@ -155,7 +151,7 @@ func (c *Conn) Send(frame []byte) bool {
 	if len(c.queue) >= c.cfg.SendQueue || c.queuedBytes+len(frame) > c.cfg.SendQueueBytes {
 		n := len(c.queue)
 		c.mu.Unlock()
-		c.Close(CloseSlowConsumer, fmt.Sprintf("slow consumer: %d messages not yet read", n))
+		c.Close(DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: %d messages not yet read", n)))
 		return false
 	}
 	c.queue = append(c.queue, frame)
@@ -200,7 +196,7 @@ func (c *Conn) flush() {
 			c.mu.Lock()
 			c.stopFlushing()
 			c.mu.Unlock()
-			c.Close(websocket.CloseAbnormalClosure, "")
+			c.Close(disconnectAbnormal)
 			return
 		}
 		clear(batch)
@@ -237,7 +233,7 @@ func (c *Conn) ping() {
 		return
 	}
 	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
-		c.Close(websocket.CloseAbnormalClosure, "")
+		c.Close(disconnectAbnormal)
 		return
 	}
 	c.pinger.Reset(c.cfg.PingInterval)
@@ -248,7 +244,8 @@ func (c *Conn) ping() {
 // Close go out first (an error frame, then the close that explains it), bounded by the write
 // timeout; a slow consumer's backlog is dropped instead. It never blocks the caller and only the
 // first call counts. Code 1006 (abnormal) sends no frame: the write side is already broken.
-func (c *Conn) Close(code int, reason string) {
+func (c *Conn) Close(d Disconnect) {
+	code, reason := d.Code, d.Reason
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -256,7 +253,7 @@ func (c *Conn) Close(code int, reason string) {
 	}
 	c.closed = true
 	var drained chan struct{}
-	if code == CloseSlowConsumer || code == websocket.CloseAbnormalClosure {
+	if code == DisconnectSlow.Code || code == websocket.CloseAbnormalClosure {
 		c.queue = nil
 	} else if c.flushing {
 		drained = make(chan struct{})

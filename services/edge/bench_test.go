@@ -15,6 +15,7 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
+	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/drp"
 	"github.com/heraldhq/herald/services/edge/hub"
 )
@@ -22,8 +23,8 @@ import (
 // countSink is a Sink that only counts: the hub's own cost, without sockets.
 type countSink struct{ n *atomic.Int64 }
 
-func (s countSink) Send([]byte) bool  { s.n.Add(1); return true }
-func (s countSink) Close(int, string) {}
+func (s countSink) Send([]byte) bool        { s.n.Add(1); return true }
+func (s countSink) Close(wsconn.Disconnect) {}
 
 // eventPayload is a ~100-byte object, the size shared/performance.md measured with.
 func eventPayload(b *testing.B, i int) (string, []byte) {

@@ -264,8 +264,8 @@ func TestTokenExpiryClosesSocket(t *testing.T) {
 	c := r.dial(raw)
 	c.register("register", "*.*.*")
 	code, reason := c.closeCode(10 * time.Second)
-	if code != wsconn.CloseTokenExpired || reason != "token expired" {
-		t.Fatalf("closed with %d %q, want %d token expired", code, reason, wsconn.CloseTokenExpired)
+	if code != wsconn.DisconnectTokenExpired.Code || reason != "token expired" {
+		t.Fatalf("closed with %d %q, want %d token expired", code, reason, wsconn.DisconnectTokenExpired.Code)
 	}
 }
 
@@ -336,7 +336,7 @@ func TestSlowConsumerClosedOthersUnaffected(t *testing.T) {
 	code, reason := slow.closeCode(10 * time.Second)
 	// The close frame reaches the slow client only if it reads in time; the connection ends
 	// either way, and the reason is there when it does.
-	if code != websocket.CloseAbnormalClosure && (code != wsconn.CloseSlowConsumer || !strings.Contains(reason, "slow consumer")) {
+	if code != websocket.CloseAbnormalClosure && (code != wsconn.DisconnectSlow.Code || !strings.Contains(reason, "slow consumer")) {
 		t.Fatalf("slow client closed with %d %q", code, reason)
 	}
 }

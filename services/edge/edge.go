@@ -17,13 +17,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/connections"
 	"github.com/heraldhq/herald/services/edge/drp"
 	"github.com/heraldhq/herald/services/edge/hub"
@@ -219,7 +219,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
 	defer cancel()
-	err = e.hub.Shutdown(sctx, 1001, "server shutting down")
+	err = e.hub.Shutdown(sctx, wsconn.DisconnectShutdown)
 	stopHub()
 	err = errors.Join(err, <-done)
 	stopTracker()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -239,22 +240,40 @@ func TestRancherClusterSocket(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Norman sends pings every 5 s; the socket is subscribed once it is served, so publish
-	// B then A until A's change arrives, and B's must never come.
-	var got struct {
+	// Norman sends pings every 5 s; the socket subscribes after it is served, so publish B then
+	// A until A's change arrives, and B's must never come. One reader goroutine: a gorilla
+	// connection whose read timed out is unusable, so the wait must not use read deadlines.
+	type frame struct {
 		Name string         `json:"name"`
 		Data map[string]any `json:"data"`
 	}
+	frames := make(chan frame, 64)
+	go func() {
+		defer close(frames)
+		for {
+			var f frame
+			if err := ws.ReadJSON(&f); err != nil {
+				return
+			}
+			frames <- f
+		}
+	}()
+	var got frame
 	testutil.Eventually(t, 15*time.Second, func() error {
 		publish("cluster:c-b", "c-b:m-1")
 		publish("cluster:c-a", "c-a:m-1")
 		for {
-			_ = ws.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			if err := ws.ReadJSON(&got); err != nil {
-				return fmt.Errorf("no resource.change yet: %v", err)
-			}
-			if got.Name == "resource.change" {
-				return nil
+			select {
+			case f, ok := <-frames:
+				if !ok {
+					t.Fatal("socket closed before a resource.change")
+				}
+				if f.Name == "resource.change" {
+					got = f
+					return nil
+				}
+			case <-time.After(300 * time.Millisecond):
+				return errors.New("no resource.change yet")
 			}
 		}
 	})

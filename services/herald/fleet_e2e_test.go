@@ -28,6 +28,7 @@ import (
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/testutil/redistest"
 	"github.com/heraldhq/herald/pkg/token"
+	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/edge"
 	"github.com/heraldhq/herald/services/ingest"
@@ -417,7 +418,7 @@ func TestFleetConnections(t *testing.T) {
 		}
 		_, _, err = b2.ws.ReadMessage()
 		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != registry.CloseKicked || ce.Text != "kicked by user:admin" {
+		if !errors.As(err, &ce) || ce.Code != wsconn.DisconnectKicked.Code || ce.Text != "kicked by user:admin" {
 			t.Fatalf("kicked client read %v, want close 4003 kicked by user:admin", err)
 		}
 		// Nobody else: b3 on the same edge, b1 elsewhere and the agents still answer.

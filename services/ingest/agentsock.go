@@ -22,15 +22,6 @@ import (
 	"github.com/heraldhq/herald/pkg/wsconn"
 )
 
-// Close codes of the agent socket.
-const (
-	closePolicy    = websocket.ClosePolicyViolation // 1008: auth failures, as the seed's product
-	closeInternal  = websocket.CloseInternalServerErr
-	closeGoingAway = websocket.CloseGoingAway
-	// CloseReplaced closes a connection taken over by a newer one for the same server.
-	CloseReplaced = 4002
-)
-
 // Close reasons (and error frame texts where the seed gives none).
 const (
 	reasonAuthRequired = "Authentication required: send {'type': 'auth', 'api_key': '...'} as first message"
@@ -116,7 +107,7 @@ func (s *Service) serveAgent(w http.ResponseWriter, r *http.Request) {
 
 func (c *agentConn) run() {
 	c.deadline = time.AfterFunc(c.svc.cfg.AgentAuthTimeout, func() {
-		c.refuse(reasonAuthRequired, closePolicy, reasonAuthRequired)
+		c.refuse(reasonAuthRequired, wsconn.DisconnectPolicy.WithReason(reasonAuthRequired))
 	})
 	c.svc.agents.track(c)
 	err := c.conn.ReadLoop(c.handle)
@@ -126,9 +117,9 @@ func (c *agentConn) run() {
 }
 
 // refuse sends an error frame, then closes with code and reason (the frame goes out first).
-func (c *agentConn) refuse(message string, code int, reason string) {
+func (c *agentConn) refuse(message string, d wsconn.Disconnect) {
 	c.sendJSON(agentwire.NewError(message))
-	c.conn.Close(code, reason)
+	c.conn.Close(d)
 }
 
 func (c *agentConn) sendJSON(v any) {
@@ -154,7 +145,7 @@ func (c *agentConn) handle(msg []byte) {
 	if !c.authed {
 		if err != nil || env.Type != agentwire.TypeAuth {
 			c.closing = true
-			c.refuse(agentwire.MessageInvalidMessage, closePolicy, reasonAuthRequired)
+			c.refuse(agentwire.MessageInvalidMessage, wsconn.DisconnectPolicy.WithReason(reasonAuthRequired))
 			return
 		}
 		c.authenticate(msg)
@@ -208,11 +199,11 @@ func (c *agentConn) authenticate(msg []byte) {
 	case err == nil:
 	case errors.Is(err, authwire.ErrUnauthorized), errors.Is(err, agentwire.ErrInvalid):
 		c.log.Info("agent refused", "err", err)
-		c.refuse(agentwire.MessageInvalidKey, closePolicy, agentwire.MessageInvalidKey)
+		c.refuse(agentwire.MessageInvalidKey, wsconn.DisconnectPolicy.WithReason(agentwire.MessageInvalidKey))
 		return
 	default:
 		c.log.Warn("agent key not checked", "err", err)
-		c.refuse(reasonAuthDown, closeInternal, reasonAuthDown)
+		c.refuse(reasonAuthDown, wsconn.DisconnectInternal.WithReason(reasonAuthDown))
 		return
 	}
 	sid := c.info.ServerID
@@ -221,13 +212,13 @@ func (c *agentConn) authenticate(msg []byte) {
 	if err := c.subscribe(); err != nil {
 		c.log.Warn("agent subscriptions failed", "err", err)
 		c.unsubscribe()
-		c.refuse(reasonAuthDown, closeInternal, "cannot register the connection now, try again")
+		c.refuse(reasonAuthDown, wsconn.DisconnectInternal.WithReason("cannot register the connection now, try again"))
 		return
 	}
 	c.closing, c.authed = false, true
 	_, c.untrack = c.svc.tracker.Track(registry.Conn{RemoteAddr: c.remote, Principal: "agent:" + c.info.KeyID,
 		CreateTime: c.acceptedAt.UTC(), Websocket: true, Endpoint: EndpointAgent, ServerID: sid},
-		func(reason string) { c.conn.Close(registry.CloseKicked, reason) })
+		func(reason string) { c.conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	c.sendJSON(agentwire.AuthSuccess{Type: agentwire.TypeAuthSuccess, ServerID: sid, Message: agentwire.MessageConnected})
 	c.log.Info("agent connected")
 	c.svc.emit("agents", "online", sid, "agent:"+c.info.KeyID, presence{
@@ -257,7 +248,7 @@ func (c *agentConn) subscribe() error {
 	// A revoked key ends its connection now, not at the agent's next connect.
 	sub, err = nc.Subscribe(authwire.SubjectAPIKeyRevoked(c.info.KeyID), func(*nats.Msg) {
 		c.log.Info("api key revoked: closing the agent connection")
-		c.refuse(agentwire.MessageInvalidKey, websocket.ClosePolicyViolation, agentwire.MessageInvalidKey)
+		c.refuse(agentwire.MessageInvalidKey, wsconn.DisconnectPolicy.WithReason(agentwire.MessageInvalidKey))
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe revocation: %w", err)
@@ -298,7 +289,7 @@ func (c *agentConn) onTakeover(m *nats.Msg) {
 	}
 	c.log.Info("agent connection replaced", "by", t.Conn)
 	c.replaced.Store(true)
-	c.conn.Close(CloseReplaced, reasonReplaced)
+	c.conn.Close(wsconn.DisconnectReplaced.WithReason(reasonReplaced))
 }
 
 // finish runs once the read loop has ended: fail what waits on the agent, leave NATS, and
@@ -573,7 +564,7 @@ func (a *agentSet) track(c *agentConn) {
 	}
 	a.mu.Unlock()
 	if closing {
-		c.conn.Close(closeGoingAway, reasonShutdown)
+		c.conn.Close(wsconn.DisconnectShutdown)
 	}
 }
 
@@ -608,7 +599,7 @@ func (a *agentSet) shutdown(log *slog.Logger) {
 	}
 	a.mu.Unlock()
 	for _, c := range conns {
-		c.conn.Close(closeGoingAway, reasonShutdown)
+		c.conn.Close(wsconn.DisconnectShutdown)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -63,6 +63,7 @@ import (
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
+	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -70,7 +71,7 @@ import (
 
 // StreamName is the JetStream stream that keeps every event published on the
 // subject.EventsWildcard subjects.
-const StreamName = "HERALD_EVENTS"
+const StreamName = subject.EventStream
 
 // Defaults for the zero values of Config.
 const (

@@ -22,9 +22,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/drp"
 )
 

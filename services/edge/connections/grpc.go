@@ -9,9 +9,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/registry"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
-	"github.com/heraldhq/herald/services/edge/access"
 )
 
 // GRPC is the ConnectionService server.

@@ -19,11 +19,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/hub"
 )
 
@@ -70,14 +70,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := h.Hub.NewClient(conn, Encoder{})
 	if err != nil {
-		conn.Close(1001, "server shutting down")
+		conn.Close(wsconn.DisconnectShutdown)
 		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
 		return
 	}
 	s := &session{h: h, conn: conn, client: client, sess: sess, regs: map[string][]string{}, untrack: func() {}}
 	if h.Tracker != nil {
 		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(registry.CloseKicked, reason) })
+			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
 	go s.run()
 }
@@ -125,7 +125,7 @@ type session struct {
 func (s *session) run() {
 	defer s.untrack()
 	defer s.h.Hub.Remove(s.client)
-	defer s.sess.OnExpiry(s.h.now(), func() { s.conn.Close(wsconn.CloseTokenExpired, "token expired") })()
+	defer s.sess.Watch(s.h.now(), s.conn.Close)()
 	err := s.conn.ReadLoop(s.handle)
 	s.h.Log.Debug("drp: connection ended", "principal", s.sess.Principal(), "err", err)
 }

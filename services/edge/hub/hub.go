@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/heraldhq/herald/pkg/subject"
+	"github.com/heraldhq/herald/pkg/wsconn"
 )
 
 // Sink is one client connection as the hub sees it.
@@ -29,7 +30,7 @@ type Sink interface {
 	// must not be changed. False means the sink is closed (a full queue closes it as slow).
 	Send(frame []byte) bool
 	// Close ends the connection with a WebSocket close code and reason; idempotent.
-	Close(code int, reason string)
+	Close(d wsconn.Disconnect)
 }
 
 // Encoder renders one NATS message (an event, a metrics sample, a log entry) as one frame of a
@@ -38,10 +39,6 @@ type Sink interface {
 type Encoder interface {
 	Encode(subject string, payload []byte) ([]byte, error)
 }
-
-// CloseOverloaded closes clients whose events NATS dropped on the way to this edge. It is
-// wsconn's slow-consumer code: to the client the effect is the same, it missed events.
-const CloseOverloaded = 4000
 
 // ErrClosed is returned by Subscribe after the hub stopped.
 var ErrClosed = errors.New("hub: closed")
@@ -169,9 +166,9 @@ func (h *Hub) Clients() int {
 	return len(h.conns)
 }
 
-// Shutdown refuses new clients, closes every live one with code and reason, and waits until
+// Shutdown refuses new clients, closes every live one with d, and waits until
 // all of them have been removed or ctx ends.
-func (h *Hub) Shutdown(ctx context.Context, code int, reason string) error {
+func (h *Hub) Shutdown(ctx context.Context, d wsconn.Disconnect) error {
 	h.mu.Lock()
 	h.closed = true
 	sinks := make([]Sink, 0, len(h.conns))
@@ -180,7 +177,7 @@ func (h *Hub) Shutdown(ctx context.Context, code int, reason string) error {
 	}
 	h.mu.Unlock()
 	for _, s := range sinks {
-		s.Close(code, reason)
+		s.Close(d)
 	}
 	done := make(chan struct{})
 	go func() { h.conned.Wait(); close(done) }()
@@ -432,7 +429,8 @@ func (h *Hub) dropped(t *topic) bool {
 	t.seenDropped = d
 	h.log.Warn("NATS dropped events for a filter; closing its clients", "subject", t.subject, "dropped", d)
 	for _, mb := range t.members {
-		mb.c.sink.Close(CloseOverloaded, reason)
+		// The slow-consumer code: to the client the effect is the same, it missed events.
+		mb.c.sink.Close(wsconn.DisconnectSlow.WithReason(reason))
 	}
 	return true
 }

@@ -21,11 +21,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/hub"
 )
 
@@ -34,9 +34,6 @@ const (
 	MetricsPath = "/api/v1/ws/metrics/{server_id}"
 	LogsPath    = "/api/v1/ws/logs/{server_id}"
 )
-
-// closePolicy is RFC 6455's policy violation, which the seed's product uses for every auth failure.
-const closePolicy = 1008
 
 // Latest gives a new metrics viewer the last sample; agentstate.Store provides it.
 type Latest interface {
@@ -143,7 +140,7 @@ func (s *socket) run() {
 // refuse sends the seed's error frame and closes 1008 with the same reason.
 func (s *socket) refuse(reason string) {
 	s.send(map[string]string{"type": "error", "message": reason})
-	s.conn.Close(closePolicy, reason)
+	s.conn.Close(wsconn.DisconnectPolicy.WithReason(reason))
 }
 
 func (s *socket) send(v any) {
@@ -202,7 +199,7 @@ func (s *socket) authenticate(raw string) {
 	}
 	client, err := s.h.Hub.NewClient(s.conn, nil)
 	if err != nil {
-		s.conn.Close(1001, "server shutting down")
+		s.conn.Close(wsconn.DisconnectShutdown)
 		return
 	}
 	// auth_success goes first: once subscribed, live frames may be queued at any moment.
@@ -215,16 +212,16 @@ func (s *socket) authenticate(raw string) {
 		if err := s.h.Hub.SubscribeWith(ctx, client, st.enc, []string{st.subject}); err != nil {
 			s.h.Hub.Remove(client)
 			s.h.Log.Warn("monitor: subscribe failed", "server_id", s.serverID, "err", err)
-			s.conn.Close(1011, "cannot subscribe now, try again")
+			s.conn.Close(wsconn.DisconnectInternal.WithReason("cannot subscribe now, try again"))
 			return
 		}
 	}
 	s.client = client
-	s.stopExpiry = sess.OnExpiry(time.Now(), func() { s.refuse("Token expired") })
+	s.stopExpiry = sess.Watch(time.Now(), func(wsconn.Disconnect) { s.refuse("Token expired") })
 	if s.h.Tracker != nil {
 		_, s.untrack = s.h.Tracker.Track(registry.Conn{RemoteAddr: s.remote, Principal: sess.Principal(),
 			Websocket: true, Endpoint: permissionAction[s.h.Kind], ServerID: s.serverID},
-			func(reason string) { s.conn.Close(registry.CloseKicked, reason) })
+			func(reason string) { s.conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
 	close(s.authed)
 	if s.h.Kind == Metrics && s.h.Latest != nil {

@@ -40,11 +40,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/hub"
 )
 
@@ -139,14 +139,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := h.Hub.NewClient(conn, Encoder{})
 	if err != nil {
-		conn.Close(1001, "server shutting down")
+		conn.Close(wsconn.DisconnectShutdown)
 		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
 		return
 	}
 	untrack := func() {}
 	if h.Tracker != nil {
 		_, untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(registry.CloseKicked, reason) })
+			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
 	go h.serve(conn, client, sess, scope, subjects, untrack)
 }
@@ -160,11 +160,11 @@ func (h *Handler) serve(conn *wsconn.Conn, client *hub.Client, sess access.Sessi
 	cancel()
 	if err != nil {
 		h.Log.Warn("rancher: subscribe failed", "scope", scope, "err", err)
-		conn.Close(1011, "cannot subscribe now, try again")
+		conn.Close(wsconn.DisconnectInternal.WithReason("cannot subscribe now, try again"))
 		_ = conn.ReadLoop(func([]byte) {})
 		return
 	}
-	defer sess.OnExpiry(h.now(), func() { conn.Close(wsconn.CloseTokenExpired, "token expired") })()
+	defer sess.Watch(h.now(), conn.Close)()
 	interval := h.PingInterval
 	if interval <= 0 {
 		interval = DefaultPingInterval

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/authwire"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/subject"
@@ -24,7 +25,6 @@ import (
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/rancher"
 )
@@ -71,7 +71,7 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
-		if err := h.Shutdown(sctx, 1001, "server shutting down"); err != nil {
+		if err := h.Shutdown(sctx, wsconn.DisconnectShutdown); err != nil {
 			t.Errorf("hub shutdown: %v", err)
 		}
 		cancel()
@@ -406,8 +406,8 @@ func TestClientMessagesIgnoredAndExpiryCloses(t *testing.T) {
 	r.publish(event.ScopeGlobal, "setting", "update", "s", map[string]any{})
 	expectObject(t, c.next(), "resource.change", "setting", "s")
 	code, reason := c.closeCode(5 * time.Second)
-	if code != wsconn.CloseTokenExpired || !strings.Contains(reason, "expired") {
-		t.Fatalf("closed %d %q, want %d token expired", code, reason, wsconn.CloseTokenExpired)
+	if code != wsconn.DisconnectTokenExpired.Code || !strings.Contains(reason, "expired") {
+		t.Fatalf("closed %d %q, want %d token expired", code, reason, wsconn.DisconnectTokenExpired.Code)
 	}
 }
 
@@ -416,7 +416,7 @@ func TestShutdownClosesWithCode(t *testing.T) {
 	c := r.dial("/v3/subscribe", bearer(r.token("*.*.*")))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	go func() { _ = r.hub.Shutdown(ctx, 1001, "server shutting down") }()
+	go func() { _ = r.hub.Shutdown(ctx, wsconn.DisconnectShutdown) }()
 	if code, reason := c.closeCode(5 * time.Second); code != 1001 || reason == "" {
 		t.Fatalf("closed %d %q, want 1001 with a reason", code, reason)
 	}

@@ -43,11 +43,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/hub"
 )
 
@@ -68,7 +68,7 @@ const ReadyMessage = "websocket client ready"
 
 // Defaults for the zero values of Handler fields.
 const (
-	DefaultStream       = "HERALD_EVENTS"
+	DefaultStream       = subject.EventStream
 	DefaultReplayWindow = time.Hour
 	DefaultMaxJobs      = 200
 )
@@ -137,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			endpoint = EndpointFormattedEvents
 		}
 		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Websocket: true, Endpoint: endpoint}, func(reason string) { conn.Close(registry.CloseKicked, reason) })
+			Websocket: true, Endpoint: endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
 	go s.run()
 }
@@ -165,7 +165,7 @@ type socket struct {
 
 func (s *socket) run() {
 	defer s.untrack()
-	defer s.sess.OnExpiry(s.h.now(), func() { s.conn.Close(wsconn.CloseTokenExpired, "token expired") })()
+	defer s.sess.Watch(s.h.now(), s.conn.Close)()
 	err := s.conn.ReadLoop(s.handle)
 	// Subscriptions are made only on the read loop, so none can race this Remove.
 	if s.client != nil {
@@ -187,10 +187,10 @@ func (s *socket) handle(msg []byte) {
 		err = s.startAll()
 	}
 	if errors.Is(err, hub.ErrClosed) {
-		s.conn.Close(1001, "server shutting down")
+		s.conn.Close(wsconn.DisconnectShutdown)
 	} else if err != nil {
 		s.h.Log.Warn("salt: subscribe failed", "err", err)
-		s.conn.Close(1011, "cannot subscribe now, try again")
+		s.conn.Close(wsconn.DisconnectInternal.WithReason("cannot subscribe now, try again"))
 	}
 }
 
@@ -284,12 +284,12 @@ func (f *feed) Send(b []byte) bool {
 	case f.ch <- b:
 		return true
 	default:
-		f.conn.Close(wsconn.CloseSlowConsumer, fmt.Sprintf("slow consumer: more than %d events behind", feedQueue))
+		f.conn.Close(wsconn.DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: more than %d events behind", feedQueue)))
 		return false
 	}
 }
 
-func (f *feed) Close(code int, reason string) { f.conn.Close(code, reason) }
+func (f *feed) Close(d wsconn.Disconnect) { f.conn.Close(d) }
 
 func (s *socket) startFormatted() error {
 	jobs, err := s.subjects(event.Filter{Type: []string{"jobs"}})

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
@@ -24,7 +25,6 @@ import (
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
-	"github.com/heraldhq/herald/services/edge/access"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/salt"
 )
@@ -144,7 +144,7 @@ func (b *bus) startEdge() *edge {
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
-		if err := h.Shutdown(sctx, 1001, "server shutting down"); err != nil {
+		if err := h.Shutdown(sctx, wsconn.DisconnectShutdown); err != nil {
 			t.Errorf("hub shutdown: %v", err)
 		}
 		cancel()
@@ -342,8 +342,8 @@ func TestTokenExpiryCloses(t *testing.T) {
 		clients[i].send(salt.ReadyMessage)
 	}
 	for i, c := range clients {
-		if code, reason := c.closed(); code != wsconn.CloseTokenExpired || reason != "token expired" {
-			t.Fatalf("%s closed %d %q, want %d token expired", paths[i], code, reason, wsconn.CloseTokenExpired)
+		if code, reason := c.closed(); code != wsconn.DisconnectTokenExpired.Code || reason != "token expired" {
+			t.Fatalf("%s closed %d %q, want %d token expired", paths[i], code, reason, wsconn.DisconnectTokenExpired.Code)
 		}
 	}
 }

@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/token"
+	"github.com/heraldhq/herald/pkg/wsconn"
 )
 
-func TestOnExpiry(t *testing.T) {
+func TestWatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		now := time.Now()
 		claims := token.Claims{ExpiresAt: now.Add(time.Hour)}
 		var tokenFired, passwordFired atomic.Bool
-		Session{Claims: claims}.OnExpiry(now, func() { tokenFired.Store(true) })
-		Session{Claims: claims, Password: true}.OnExpiry(now, func() { passwordFired.Store(true) })
-		stop := Session{Claims: claims}.OnExpiry(now, func() { t.Error("a stopped expiry fired") })
+		Session{Claims: claims}.Watch(now, func(wsconn.Disconnect) { tokenFired.Store(true) })
+		Session{Claims: claims, Password: true}.Watch(now, func(wsconn.Disconnect) { passwordFired.Store(true) })
+		stop := Session{Claims: claims}.Watch(now, func(wsconn.Disconnect) { t.Error("a stopped expiry fired") })
 		stop()
 
 		time.Sleep(59 * time.Minute) // fake time inside the bubble

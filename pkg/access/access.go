@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/pkg/authwire"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/token"
+	"github.com/heraldhq/herald/pkg/wsconn"
 )
 
 // ErrDenied means the credentials are wrong, expired or signed by someone else; the wrapped
@@ -119,16 +120,16 @@ func (a *Authenticator) Header(ctx context.Context, hdr string) (Session, error)
 	}
 }
 
-// Permitted reports whether the session's permissions let it see e.
-// OnExpiry calls expired when the session's token expires, measured from now, and returns
-// the function that cancels it. A session opened with a password never showed the client a
-// token (drpcli with ?token=user:pass, Rancher's Basic), so its internal token's expiry does
-// not end it: nothing is scheduled.
-func (s Session) OnExpiry(now time.Time, expired func()) (stop func()) {
+// Watch calls end, at most once, when the session must end, with the close that says why:
+// today when its token expires, measured from now (wsconn.DisconnectTokenExpired). It returns
+// the function that cancels the watch. A session opened with a password never showed the
+// client a token (drpcli with ?token=user:pass, Rancher's Basic), so its internal token's
+// expiry does not end it: nothing is scheduled.
+func (s Session) Watch(now time.Time, end func(wsconn.Disconnect)) (stop func()) {
 	if s.Password || s.Claims.ExpiresAt.IsZero() {
 		return func() {}
 	}
-	t := time.AfterFunc(s.Claims.ExpiresAt.Sub(now), expired)
+	t := time.AfterFunc(s.Claims.ExpiresAt.Sub(now), func() { end(wsconn.DisconnectTokenExpired) })
 	return func() { t.Stop() }
 }
 

@@ -1,0 +1,31 @@
+package subject
+
+// The rest of the bus: everything Herald's services say to each other over NATS that is not an
+// event or an agent's traffic. With subject.go (events) and agent.go (metrics, logs, alerts and
+// the agent's RPC) this file is the whole map of Herald's subjects, streams and queue groups;
+// nothing else spells one.
+
+// EventStream is the JetStream stream that stores every event (EventsPrefix + ".>"), so a
+// reconnecting client can catch up and a new edge can rebuild what it shows.
+const EventStream = "HERALD_EVENTS"
+
+// Subjects served by the auth service, each answered once by one replica of AuthQueue.
+const (
+	AuthLogin        = "herald.auth.login"
+	AuthKeys         = "herald.auth.keys"
+	AuthAPIKeyVerify = "herald.auth.apikey.verify"
+)
+
+// AuthQueue is the queue group every auth replica subscribes with, so each request is answered
+// once however many replicas run.
+const AuthQueue = "herald-auth"
+
+// AuthAPIKeyRevoked is where auth announces that the key with keyID was revoked, so whichever
+// ingest holds an agent connected with it closes that connection at once.
+func AuthAPIKeyRevoked(keyID string) string {
+	return "herald.auth.apikey.revoked." + EncodeToken(keyID)
+}
+
+// Kick is the subject one instance (edge or ingest) listens on for requests to close one of the
+// connections it holds (ConnectionService.Kick).
+func Kick(instance string) string { return "herald.conn.kick." + EncodeToken(instance) }
