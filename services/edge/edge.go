@@ -30,6 +30,7 @@ import (
 	"github.com/heraldhq/herald/services/edge/monitor"
 	"github.com/heraldhq/herald/services/edge/rancher"
 	"github.com/heraldhq/herald/services/edge/salt"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 // Config is the edge's settings. The zero value of a field means its default.
@@ -149,21 +150,17 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	mon := func(k monitor.Kind) *monitor.Handler {
-		return &monitor.Handler{Kind: k, Hub: h, Auth: auth, Upgrader: up, Latest: deps.Latest,
-			AuthTimeout: cfg.AuthTimeout, Log: log, Tracker: tracker}
-	}
+	rt := &socket.Runtime{Hub: h, Auth: auth, Upgrader: up, Tracker: tracker, Log: log, AuthTimeout: cfg.AuthTimeout}
 	return &Edge{
 		cfg: cfg, log: log, hub: h, ready: make(chan struct{}), tracker: tracker, nc: deps.NC, auth: auth,
-		drp:     &drp.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
-		metrics: mon(monitor.Metrics),
-		logs:    mon(monitor.Logs),
+		drp:     &drp.Handler{Runtime: rt},
+		metrics: &monitor.Handler{Kind: monitor.Metrics, Runtime: rt, Latest: deps.Latest},
+		logs:    &monitor.Handler{Kind: monitor.Logs, Runtime: rt},
 		conns:   &connections.Handler{Auth: auth, Tracker: tracker, NC: deps.NC, Log: log},
-		rancher: &rancher.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker,
-			AllowedOrigins: cfg.AllowedOrigins},
-		saltAll: &salt.Handler{Kind: salt.AllEvents, Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
-		saltFmt: &salt.Handler{Kind: salt.FormattedEvents, Hub: h, Auth: auth, Upgrader: up, Log: log,
-			Tracker: tracker, JS: js, Facts: deps.Facts, ReplayWindow: cfg.SaltReplayWindow, MaxJobs: cfg.SaltMaxJobs},
+		rancher: &rancher.Handler{Runtime: rt, AllowedOrigins: cfg.AllowedOrigins},
+		saltAll: &salt.Handler{Kind: salt.AllEvents, Runtime: rt},
+		saltFmt: &salt.Handler{Kind: salt.FormattedEvents, Runtime: rt,
+			JS: js, Facts: deps.Facts, ReplayWindow: cfg.SaltReplayWindow, MaxJobs: cfg.SaltMaxJobs},
 	}, nil
 }
 

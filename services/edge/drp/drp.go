@@ -11,20 +11,17 @@ package drp
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
-	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 // Path is where DRP clients open the event socket.
@@ -36,51 +33,29 @@ const Endpoint = "drp"
 // MaxRegistrations bounds the patterns one connection may hold.
 const MaxRegistrations = 64
 
-// Handler serves the DRP event socket.
+// Handler serves the DRP event socket on the edge's socket runtime.
 type Handler struct {
-	Hub      *hub.Hub
-	Auth     *access.Authenticator
-	Upgrader *wsconn.Upgrader
-	Log      *slog.Logger
-	Now      func() time.Time  // nil: time.Now
-	Tracker  *registry.Tracker // records the connection fleet-wide; nil: not recorded
+	Runtime *socket.Runtime
 }
 
-func (h *Handler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
-}
-
-// ServeHTTP authenticates, upgrades and hands the connection to its own goroutine, returning at
-// once so net/http frees the request's buffers.
+// ServeHTTP runs one DRP socket.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sess, err := h.Auth.Request(r)
-	if err != nil {
-		WriteAuthError(w, err)
-		return
-	}
-	// No Origin check: DRP authenticates by header or query token, never by cookie, so a
-	// foreign page cannot ride on a browser's ambient credentials.
-	conn, err := h.Upgrader.Upgrade(w, r, h.Log)
-	if err != nil {
-		h.Log.Debug("drp: upgrade failed", "err", err)
-		return
-	}
-	client, err := h.Hub.NewClient(conn, Encoder{})
-	if err != nil {
-		conn.Close(wsconn.DisconnectShutdown)
-		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
-		return
-	}
-	s := &session{h: h, conn: conn, client: client, sess: sess, regs: map[string][]string{}, untrack: func() {}}
-	if h.Tracker != nil {
-		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
-	}
-	go s.run()
+	h.Runtime.Serve(w, r, Endpoint, h)
 }
+
+// Accept reads DRP's credentials (header, or ?token=). No Origin check: DRP authenticates by
+// header or query token, never by cookie, so a foreign page cannot ride on a browser's ambient
+// credentials.
+func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, error) {
+	sess, err := h.Runtime.Auth.Request(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &session{sess: sess, regs: map[string][]string{}}, &sess, nil
+}
+
+// Refuse answers a failed authentication (WriteAuthError).
+func (h *Handler) Refuse(w http.ResponseWriter, err error) { WriteAuthError(w, err) }
 
 // APIError is DRP's models.Error body.
 type APIError struct {
@@ -113,103 +88,96 @@ func WriteError(w http.ResponseWriter, e APIError) {
 
 // session is one DRP connection.
 type session struct {
-	h      *Handler
-	conn   *wsconn.Conn
-	client *hub.Client
 	sess   access.Session
-	regs   map[string][]string // pattern -> subjects, DRP's exact-string list; read loop only
-	// untrack removes the connection from the registry (and announces connections.delete).
-	untrack func()
+	client *hub.Client
+	regs   map[string][]string // pattern -> subjects, DRP's exact-string list
 }
 
-func (s *session) run() {
-	defer s.untrack()
-	defer s.h.Hub.Remove(s.client)
-	defer s.sess.Watch(s.h.now(), s.conn.Close)()
-	err := s.conn.ReadLoop(s.handle)
-	s.h.Log.Debug("drp: connection ended", "principal", s.sess.Principal(), "err", err)
+// Open makes the connection's hub client; registrations come as commands.
+func (c *session) Open(s *socket.Socket) error {
+	client, err := s.Client(Encoder{})
+	c.client = client
+	return err
 }
 
-// handle runs one text command. DRP trims the frame and splits it at the first space.
-func (s *session) handle(msg []byte) {
+// Frame runs one text command. DRP trims the frame and splits it at the first space.
+func (c *session) Frame(s *socket.Socket, msg []byte) error {
 	verb, arg, _ := bytes.Cut(bytes.TrimSpace(msg), []byte(" "))
 	pattern := string(arg)
 	switch string(verb) {
 	case "register":
-		s.register(pattern)
+		c.register(s, pattern)
 	case "deregister":
-		s.deregister(pattern)
+		c.deregister(s, pattern)
 	default:
-		s.fail(string(verb), truncate(string(msg), 128), http.StatusBadRequest,
+		fail(s, string(verb), truncate(string(msg), 128), http.StatusBadRequest,
 			fmt.Sprintf("unknown command %q: send \"register type.action.key\" or \"deregister type.action.key\"", truncate(string(verb), 32)))
 	}
+	return nil
 }
 
-func (s *session) register(pattern string) {
-	if _, dup := s.regs[pattern]; dup {
-		s.ack("register", pattern)
+func (c *session) register(s *socket.Socket, pattern string) {
+	if _, dup := c.regs[pattern]; dup {
+		ack(s, "register", pattern)
 		return
 	}
-	if len(s.regs) >= MaxRegistrations {
-		s.fail("register", pattern, http.StatusBadRequest, fmt.Sprintf("at most %d registrations per connection", MaxRegistrations))
+	if len(c.regs) >= MaxRegistrations {
+		fail(s, "register", pattern, http.StatusBadRequest, fmt.Sprintf("at most %d registrations per connection", MaxRegistrations))
 		return
 	}
 	f, err := event.ParseFilter(pattern)
 	if err != nil {
-		s.fail("register", pattern, http.StatusBadRequest, err.Error())
+		fail(s, "register", pattern, http.StatusBadRequest, err.Error())
 		return
 	}
-	allowed := event.Allowed(f, s.sess.Filters)
+	allowed := event.Allowed(f, c.sess.Filters)
 	if len(allowed) == 0 {
-		s.fail("register", pattern, http.StatusForbidden,
+		fail(s, "register", pattern, http.StatusForbidden,
 			fmt.Sprintf("register %s: outside your permissions", pattern))
 		return
 	}
 	subjects, err := subject.ForFilters(allowed)
 	if err != nil {
-		s.fail("register", pattern, http.StatusBadRequest, err.Error())
+		fail(s, "register", pattern, http.StatusBadRequest, err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.h.Hub.Subscribe(ctx, s.client, subjects); err != nil {
-		s.h.Log.Warn("drp: subscribe failed", "pattern", pattern, "err", err)
-		s.fail("register", pattern, http.StatusServiceUnavailable, "cannot subscribe now, try again")
+	if err := s.Subscribe(c.client, nil, subjects); err != nil {
+		fail(s, "register", pattern, http.StatusServiceUnavailable, "cannot subscribe now, try again")
 		return
 	}
-	s.regs[pattern] = subjects
-	s.ack("register", pattern)
+	c.regs[pattern] = subjects
+	ack(s, "register", pattern)
 }
 
 // deregister removes the registration string-equal to pattern, as DRP does; a pattern never
 // registered is acknowledged as a no-op.
-func (s *session) deregister(pattern string) {
-	if subjects, ok := s.regs[pattern]; ok {
-		s.h.Hub.Unsubscribe(s.client, subjects)
-		delete(s.regs, pattern)
+func (c *session) deregister(s *socket.Socket, pattern string) {
+	if subjects, ok := c.regs[pattern]; ok {
+		s.Unsubscribe(c.client, subjects)
+		delete(c.regs, pattern)
 	}
-	s.ack("deregister", pattern)
+	ack(s, "deregister", pattern)
 }
 
-func (s *session) ack(action, pattern string) {
-	s.send(Frame{Time: s.h.now(), Type: "websocket", Action: action, Key: pattern})
+func ack(s *socket.Socket, action, pattern string) {
+	send(s, Frame{Time: s.Now(), Type: "websocket", Action: action, Key: pattern})
 }
 
-func (s *session) fail(command, key string, code int, msg string) {
+func fail(s *socket.Socket, command, key string, code int, msg string) {
 	obj, _ := json.Marshal(struct {
 		Error   string
 		Command string
 		Code    int
 	}{msg, command, code})
-	s.send(Frame{Time: s.h.now(), Type: "websocket", Action: "error", Key: key, Object: obj})
+	send(s, Frame{Time: s.Now(), Type: "websocket", Action: "error", Key: key, Object: obj})
 }
 
-func (s *session) send(f Frame) {
+func send(s *socket.Socket, f Frame) {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return
 	}
-	s.conn.Send(b)
+	s.Send(b)
 }
 
 func truncate(s string, n int) string {

@@ -27,6 +27,7 @@ import (
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/rancher"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 const allowedOrigin = "https://rancher.example.com"
@@ -59,8 +60,8 @@ func newRig(t *testing.T) *rig {
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	handler := &rancher.Handler{
-		Hub: h, Auth: access.New(token.NewVerifier(issuer.PublicKey()), edgeNC),
-		Upgrader: wsconn.NewUpgrader(wsconn.Config{}, nil), Log: testLog(t),
+		Runtime: &socket.Runtime{Hub: h, Auth: access.New(token.NewVerifier(issuer.PublicKey()), edgeNC),
+			Upgrader: wsconn.NewUpgrader(wsconn.Config{}, nil), Log: testLog(t)},
 		AllowedOrigins: []string{allowedOrigin}, PingInterval: 50 * time.Millisecond,
 	}
 	mux := http.NewServeMux()

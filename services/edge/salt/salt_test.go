@@ -27,6 +27,7 @@ import (
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/salt"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 var stampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$`)
@@ -137,9 +138,10 @@ func (b *bus) startEdge() *edge {
 	up := wsconn.NewUpgrader(wsconn.Config{}, nil)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mux := http.NewServeMux()
-	mux.Handle("GET "+salt.AllEventsPath, &salt.Handler{Kind: salt.AllEvents, Hub: h, Auth: auth, Upgrader: up, Log: log})
-	mux.Handle("GET "+salt.FormattedEventsPath, &salt.Handler{Kind: salt.FormattedEvents, Hub: h, Auth: auth,
-		Upgrader: up, Log: log, JS: js, Facts: b.state})
+	rt := &socket.Runtime{Hub: h, Auth: auth, Upgrader: up, Log: log}
+	mux.Handle("GET "+salt.AllEventsPath, &salt.Handler{Kind: salt.AllEvents, Runtime: rt})
+	mux.Handle("GET "+salt.FormattedEventsPath, &salt.Handler{Kind: salt.FormattedEvents, Runtime: rt,
+		JS: js, Facts: b.state})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
