@@ -1,5 +1,5 @@
-// Package drp speaks Digital Rebar Provision's event WebSocket (seeds 001/002,
-// protocols.md §2) on GET /api/v3/ws: text commands "register type.action.key" and
+// Package drp speaks Digital Rebar Provision's event WebSocket, as DRP's own server and Go
+// client put it on the wire, on GET /api/v3/ws: text commands "register type.action.key" and
 // "deregister type.action.key", each answered by a {"Type":"websocket",...} frame that DRP's Go
 // client blocks on, and events as models.Event JSON with all seven keys.
 //

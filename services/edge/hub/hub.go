@@ -121,13 +121,37 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) *Hub {
 // delivered them to the edge, whichever of its filters they came through.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.stop()
+	tick := time.NewTicker(dropCheckInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-h.in:
 			h.dispatch(m)
+		case <-tick.C:
+			h.checkDrops()
 		}
+	}
+}
+
+// dropCheckInterval is how often the dispatcher looks for drops on topics that have gone
+// quiet: a topic's drops are otherwise noticed only when its next message arrives.
+const dropCheckInterval = 250 * time.Millisecond
+
+// checkDrops closes the clients of every topic whose subscription dropped messages since the
+// last look. Dispatcher goroutine only.
+func (h *Hub) checkDrops() {
+	h.mu.RLock()
+	topics := make([]*topic, 0, len(h.topics))
+	for _, t := range h.topics {
+		topics = append(topics, t)
+	}
+	h.mu.RUnlock()
+	for _, t := range topics {
+		t.mu.RLock()
+		h.dropped(t)
+		t.mu.RUnlock()
 	}
 }
 
@@ -301,12 +325,13 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 	t := h.topics[s]
 	if t == nil {
 		t = &topic{subject: s, ready: make(chan struct{}), index: map[*Client]int{}}
+		// h.in is the only bound: nats.go drops a message it cannot put there and counts it
+		// on the subscription, which dropped() and checkDrops() turn into closes. (Pending
+		// limits do not apply to channel subscriptions.)
 		sub, err := h.nc.ChanSubscribe(s, h.in)
 		if err != nil {
 			return nil, fmt.Errorf("subscribe %s: %w", s, err)
 		}
-		// Unbounded on the library side: h.in is the bound.
-		_ = sub.SetPendingLimits(-1, -1)
 		t.sub = sub
 		h.topics[s] = t
 		go h.confirm(t)
@@ -360,6 +385,10 @@ func (h *Hub) Subscriptions() int {
 
 // Delivered is the number of frames handed to sinks so far.
 func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
+
+// Undecodable is the number of messages that some encoder could not render, so some clients
+// did not get them (each is also logged).
+func (h *Hub) Undecodable() uint64 { return h.undecodable.Load() }
 
 // frameCache holds one message's frame per encoder; almost always one or two entries. An
 // encoder that failed is remembered too, so it is not retried for each of its clients.

@@ -1,12 +1,12 @@
-// Package monitor serves the browser side of the server-monitoring API (seed 004,
-// protocols.md §4): /api/v1/ws/metrics/{server_id} and /api/v1/ws/logs/{server_id}.
+// Package monitor serves the browser side of the server-monitoring API (the agent/metrics API of
+// the ChatOps product; see the README): /api/v1/ws/metrics/{server_id} and /api/v1/ws/logs/{server_id}.
 //
 // The token comes in the first message, {"type":"auth","token":<jwt>}, within a deadline. A bad
 // token, or one without permission for that server (metrics.read.<id> or logs.read.<id>),
 // gets {"type":"error","message":...} and a close 1008 with the same reason. On success the
 // socket gets {"type":"auth_success",...}, then, on the metrics socket, the latest sample at once
 // (so a new viewer does not wait for the next one) and every sample and alert as they come; the
-// logs socket carries log entries only (unlike the product behind the seed, whose logs sockets
+// logs socket carries log entries only (unlike the ChatOps product, whose logs sockets
 // received metrics too). {"type":"ping"} is answered with {"type":"pong"}. The socket closes
 // with 1008 "token expired" when the token does.
 package monitor
@@ -101,7 +101,7 @@ func (h *Handler) Refuse(w http.ResponseWriter, _ error) {
 	http.Error(w, "refused", http.StatusBadRequest)
 }
 
-// reasonAuthRequired is the seed product's text for a socket that did not authenticate first.
+// reasonAuthRequired is the ChatOps product's text for a socket that did not authenticate first.
 const reasonAuthRequired = "Authentication required: send {'type': 'auth', 'token': '...'} as first message"
 
 // viewer is one socket.
@@ -114,7 +114,7 @@ type viewer struct {
 // Open sends nothing: the client speaks first.
 func (*viewer) Open(*socket.Socket) error { return nil }
 
-// Goodbye turns the runtime's own closes into the seed's: an error frame, then 1008 with the
+// Goodbye turns the runtime's own closes into the ChatOps product's: an error frame, then 1008 with the
 // same reason.
 func (v *viewer) Goodbye(s *socket.Socket, d wsconn.Disconnect) wsconn.Disconnect {
 	switch d.Code {
@@ -126,7 +126,7 @@ func (v *viewer) Goodbye(s *socket.Socket, d wsconn.Disconnect) wsconn.Disconnec
 	return d
 }
 
-// refuse sends the seed's error frame and returns the 1008 close with the same reason.
+// refuse sends the ChatOps error frame and returns the 1008 close with the same reason.
 func refuse(s *socket.Socket, reason string) wsconn.Disconnect {
 	send(s, map[string]string{"type": "error", "message": reason})
 	return wsconn.DisconnectPolicy.WithReason(reason)
@@ -141,7 +141,7 @@ func send(s *socket.Socket, v any) {
 
 var permissionAction = map[Kind]string{Metrics: "metrics", Logs: "logs"}
 
-// Frame handles auth, ping and anything else, as the seed's product does.
+// Frame handles auth, ping and anything else, as the ChatOps product does.
 func (v *viewer) Frame(s *socket.Socket, msg []byte) error {
 	var m struct {
 		Type  string `json:"type"`
@@ -184,13 +184,11 @@ func (v *viewer) authenticate(s *socket.Socket, raw string) error {
 		return nil // refused for taking too long
 	}
 	v.authed = true
-	gate := &latestGate{Sink: s}
+	gate := &gate{Sink: s}
 	client, err := s.ClientFor(gate, nil)
 	if err != nil {
 		return err
 	}
-	// auth_success goes first: once subscribed, live frames may be queued at any moment.
-	send(s, map[string]string{"type": "auth_success", "server_id": v.serverID, "message": "Authenticated successfully"})
 	streams := map[Kind][]stream{
 		Metrics: {{subject.Metrics(v.serverID), metricsFrame}, {subject.Alerts(v.serverID), alertFrame}},
 		Logs:    {{subject.Logs(v.serverID), logFrame}},
@@ -200,51 +198,75 @@ func (v *viewer) authenticate(s *socket.Socket, raw string) error {
 			return err
 		}
 	}
-	// The latest sample after subscribing, so none falls between the two; the gate drops its
-	// live copy.
+	// Subscribed: auth_success tells the client so, and goes before any live frame (the gate
+	// holds them). The latest sample is read after subscribing, so none falls between the two.
+	send(s, map[string]string{"type": "auth_success", "server_id": v.serverID, "message": "Authenticated successfully"})
+	var latest []byte
 	if v.h.Kind == Metrics && v.h.Latest != nil {
 		if sample, ok, err := v.h.Latest.LatestMetrics(ctx, v.serverID); err == nil && ok {
-			gate.sendLatest(metricsFrame.wrap(sample))
+			latest = metricsFrame.wrap(sample)
 		}
 	}
+	gate.open(latest)
 	return nil
 }
 
-// latestGate is a new metrics viewer's sink until its first live sample. Ingest stores a sample
-// as the latest before it publishes it, so a viewer that subscribed and then read the latest
-// may get that sample both ways: the gate sends the latest only if no live sample came first,
-// and drops the live copy of a latest it sent. Samples are the same bytes both ways.
-type latestGate struct {
+// gate is a viewer's sink. Until open it holds live frames (at most maxHeld), so the
+// auth_success frame and the latest sample go first. Ingest stores a sample as the latest
+// before it publishes it, so a viewer may get that sample both ways: the first live sample is
+// dropped when it is the latest already sent (samples are the same bytes both ways).
+type gate struct {
 	hub.Sink
 	mu     sync.Mutex
-	latest []byte // the latest frame sent, until a live sample arrives; guarded by mu
-	live   bool   // a live sample passed; guarded by mu
+	opened bool     // guarded by mu
+	held   [][]byte // frames that came before open; guarded by mu
+	latest []byte   // the latest sample sent, until the first live one; guarded by mu
 }
+
+// maxHeld bounds the frames held while a viewer is being set up.
+const maxHeld = 256
 
 var metricsPrefix = metricsFrame.wrap(nil)[:len(`{"type":"metrics",`)]
 
 // Send implements hub.Sink.
-func (g *latestGate) Send(frame []byte) bool {
-	if !bytes.HasPrefix(frame, metricsPrefix) {
-		return g.Sink.Send(frame) // alerts pass as they are
-	}
+func (g *gate) Send(frame []byte) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	dup := g.latest != nil && bytes.Equal(frame, g.latest)
-	g.latest, g.live = nil, true
-	if dup {
+	if !g.opened {
+		if len(g.held) >= maxHeld {
+			g.Sink.Close(wsconn.DisconnectSlow)
+			return false
+		}
+		g.held = append(g.held, frame)
 		return true
+	}
+	return g.pass(frame)
+}
+
+// pass sends a live frame, dropping the live copy of the latest sample; mu must be held.
+func (g *gate) pass(frame []byte) bool {
+	if g.latest != nil && bytes.HasPrefix(frame, metricsPrefix) {
+		dup := bytes.Equal(frame, g.latest)
+		g.latest = nil
+		if dup {
+			return true
+		}
 	}
 	return g.Sink.Send(frame)
 }
 
-func (g *latestGate) sendLatest(frame []byte) {
+// open sends latest (nil: none), then the held frames, and lets live frames through.
+func (g *gate) open(latest []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.live {
-		g.latest = frame
-		g.Sink.Send(frame)
+	if latest != nil {
+		g.Sink.Send(latest)
+		g.latest = latest
 	}
+	for _, f := range g.held {
+		g.pass(f)
+	}
+	g.held, g.opened = nil, true
 }
 
 type stream struct {

@@ -1,4 +1,4 @@
-// Package rancher speaks Rancher 2's norman v3 subscribe socket (seed 000, protocols.md §1a):
+// Package rancher speaks Rancher 2's norman v3 subscribe socket :
 // GET /v3/subscribe, /v3/clusters/{id}/subscribe and /v3/projects/{id}/subscribe push
 // {"name":"resource.change","data":<object>} and {"name":"resource.remove","data":<object>}
 // frames, where the object carries its own "type" and "id", and {"name":"ping","data":{}}
@@ -23,7 +23,7 @@
 // edge's own host); anything else is 403 before the upgrade. No credentials is 401 with a norman
 // error body.
 //
-// Where norman drops the TCP connection without a close frame (the 1006 of seed 000), Herald
+// Where norman drops the TCP connection without a close frame (the 1006 Rancher's users report), Herald
 // always closes with a code and a reason: 1001 on shutdown, 4000 for a slow consumer, 4001 when
 // the token expires.
 package rancher

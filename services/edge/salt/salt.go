@@ -1,4 +1,4 @@
-// Package salt speaks Salt's rest_tornado event WebSockets (seed 003, protocols.md §3):
+// Package salt speaks Salt's rest_tornado event WebSockets (salt-api's documented event API):
 // GET /all_events/{token} and GET /formatted_events/{token}.
 //
 // The token in the path is a Herald token (what POST /login returns as "token"); Salt's
@@ -294,8 +294,31 @@ func (c *conn) follow(fd *feed) {
 		maxJobs = DefaultMaxJobs
 	}
 	v := newView(maxJobs)
-	if err := c.replay(ctx, v); err != nil {
+	// Live events keep coming while the stream is read: they are taken off the feed between
+	// batches, so it cannot overflow, and applied after the replay, in the order they came.
+	var live [][]byte
+	drain := func() error {
+		for len(fd.ch) > 0 {
+			if len(live) >= maxReplay {
+				return wsconn.DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: more than %d events arrived during the replay", maxReplay))
+			}
+			live = append(live, <-fd.ch)
+		}
+		return nil
+	}
+	err := c.replay(ctx, v, drain)
+	if err == nil {
+		err = drain()
+	}
+	var d wsconn.Disconnect
+	if errors.As(err, &d) {
+		c.ws.Close(d)
+		return
+	} else if err != nil {
 		c.ws.Log().Warn("salt: events not replayed", "err", err)
+	}
+	for _, b := range live {
+		c.apply(v, b)
 	}
 	// After the replay: the store holds each server's latest facts, which win over replayed ones.
 	c.loadFacts(ctx, v)
@@ -353,7 +376,7 @@ func (c *conn) loadFacts(ctx context.Context, v *view) {
 // replay applies the permitted jobs and agents.facts events of the last ReplayWindow from the
 // events stream, through a short-lived ephemeral consumer that reads what is stored and stops.
 // Replayed facts let an edge without an agent state store still show recently seen minions.
-func (c *conn) replay(ctx context.Context, v *view) error {
+func (c *conn) replay(ctx context.Context, v *view, drain func() error) error {
 	if c.h.JS == nil {
 		return nil
 	}
@@ -408,6 +431,9 @@ func (c *conn) replay(ctx context.Context, v *view) error {
 		}
 		if err := batch.Error(); err != nil {
 			return fmt.Errorf("replay fetch: %w", err)
+		}
+		if err := drain(); err != nil {
+			return err
 		}
 		if n == 0 {
 			break
