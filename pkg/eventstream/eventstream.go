@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,4 +96,36 @@ func Sequence(h nats.Header) (uint64, error) {
 		return 0, fmt.Errorf("%w: %s header %q", ErrBadPosition, jetstream.SequenceHeader, h.Get(jetstream.SequenceHeader))
 	}
 	return seq, nil
+}
+
+// DuplicateWindow is how long the stream remembers a message id (Nats-Msg-Id) to drop a
+// retried publish: longer than any caller's retry loop.
+const DuplicateWindow = 2 * time.Minute
+
+// StreamConfig is HERALD_EVENTS: every event subject, kept maxAge (and at most maxBytes, 0 for
+// no limit, oldest dropped first) on file, on replicas nodes.
+//
+// The stream republishes every event it stores onto subject.RepublishedWildcard, with its
+// sequence in the Nats-Sequence header: edges subscribe there, so each event they deliver
+// carries its position in stream order, with no round trip. Durability is the NATS servers'
+// business (deploy/nats/cluster.conf syncs every write before acknowledging it); with replicas
+// 3 an acknowledgement means a quorum of nodes stored it.
+func StreamConfig(maxAge time.Duration, maxBytes int64, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subject.EventStream,
+		Description: "Herald events, kept so reconnecting clients can catch up",
+		Subjects:    []string{subject.EventsWildcard},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      maxAge,
+		MaxBytes:    maxBytes,
+		Replicas:    replicas,
+		// NATS refuses a duplicate window longer than the stream keeps messages.
+		Duplicates: min(DuplicateWindow, maxAge),
+		RePublish: &jetstream.RePublish{
+			Source:      subject.EventsWildcard,
+			Destination: subject.RepublishedWildcard,
+		},
+	}
 }

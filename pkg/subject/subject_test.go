@@ -236,3 +236,24 @@ func TestForFilters(t *testing.T) {
 		t.Fatalf("65 subjects in all: %v, want ErrTooManySubjects", err)
 	}
 }
+
+func TestOverlap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"herald.evt.*.machines.*.*", "herald.evt.*.*.create.*", true},
+		{"herald.evt.*.machines.*.*", "herald.evt.*.profiles.*.*", false},
+		{"herald.evt.*.a.b.c", "herald.evt.*.a.b.c", true},
+		{"herald.evt.*.a.b", "herald.evt.*.a.b.c", false},
+		{"herald.metrics.x", "herald.metrics.y", false},
+	} {
+		if got := subject.Overlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("Overlap(%q, %q) = %v", tc.a, tc.b, got)
+		}
+		if got := subject.Overlap(tc.b, tc.a); got != tc.want {
+			t.Errorf("Overlap(%q, %q) = %v (reversed)", tc.b, tc.a, got)
+		}
+	}
+}

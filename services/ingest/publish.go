@@ -10,7 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
-	"github.com/heraldhq/herald/pkg/subject"
+	"github.com/heraldhq/herald/pkg/eventstream"
 )
 
 // ErrUnavailable is wrapped by Publish errors that come from NATS (unreachable, no
@@ -54,35 +54,9 @@ func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 	return seq, err
 }
 
-// duplicateWindow is how long the stream remembers a message id (Nats-Msg-Id) to drop a
-// second copy: NATS's own default, far longer than a publisher retries one event.
-const duplicateWindow = 2 * time.Minute
-
 // streamConfig is the HERALD_EVENTS configuration derived from the service settings.
-//
-// The stream republishes every event it stores onto subject.RepublishedWildcard, with its
-// sequence in the Nats-Sequence header: edges subscribe there, so each event they deliver
-// carries its position (see package eventstream) in stream order, with no round trip.
-// Durability is the NATS servers' business (deploy/nats/cluster.conf syncs every write before
-// acknowledging it); with Replicas 3 an acknowledgement means a quorum of nodes stored it.
 func (s *Service) streamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "Herald events, kept so reconnecting clients can catch up",
-		Subjects:    []string{subject.EventsWildcard},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      s.cfg.StreamMaxAge,
-		MaxBytes:    s.cfg.StreamMaxBytes,
-		Replicas:    s.cfg.StreamReplicas,
-		// NATS refuses a duplicate window longer than the stream keeps messages.
-		Duplicates: min(duplicateWindow, s.cfg.StreamMaxAge),
-		RePublish: &jetstream.RePublish{
-			Source:      subject.EventsWildcard,
-			Destination: subject.RepublishedWildcard,
-		},
-	}
+	return eventstream.StreamConfig(s.cfg.StreamMaxAge, s.cfg.StreamMaxBytes, s.cfg.StreamReplicas)
 }
 
 // ensureStream creates HERALD_EVENTS or updates its limits, retrying with a bounded backoff

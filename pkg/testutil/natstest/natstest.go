@@ -4,6 +4,7 @@
 package natstest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/testutil"
 )
 
@@ -262,4 +265,20 @@ func Connect(tb testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 		nc.Close()
 	})
 	return nc
+}
+
+// EventStream creates Herald's event stream (eventstream.StreamConfig, one replica, kept an
+// hour) through nc, as ingest does at start: events published on event subjects are then
+// stored and republished with their sequence, which is where edges read them.
+func EventStream(tb testing.TB, nc *nats.Conn) {
+	tb.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("natstest: jetstream: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, eventstream.StreamConfig(time.Hour, 0, 1)); err != nil {
+		tb.Fatalf("natstest: create the event stream: %v", err)
+	}
 }

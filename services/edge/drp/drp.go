@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/access"
@@ -51,7 +52,7 @@ func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	return &session{sess: sess, regs: map[string][]string{}}, &sess, nil
+	return &session{sess: sess, regs: map[string][]string{}, since: sinceOf(r)}, &sess, nil
 }
 
 // Refuse answers a failed authentication (WriteAuthError).
@@ -90,11 +91,20 @@ func WriteError(w http.ResponseWriter, e APIError) {
 type session struct {
 	sess   access.Session
 	client *hub.Client
-	regs   map[string][]string // pattern -> subjects, DRP's exact-string list
+
+	mu      sync.Mutex          // regs and the resume state; the resume timer reads them too
+	regs    map[string][]string // pattern -> subjects, DRP's exact-string list; guarded by mu
+	since   string              // the position to resume from ("" none); guarded by mu
+	resumed bool                // the catch-up has started; guarded by mu
+	timer   *time.Timer         // starts the catch-up after the first registrations; guarded by mu
 }
 
-// Open makes the connection's hub client; registrations come as commands.
+// Open makes the connection's hub client; registrations come as commands. A socket that
+// resumes holds live events until it has caught up (resume.go).
 func (c *session) Open(s *socket.Socket) error {
+	if c.since != "" {
+		s.Hold()
+	}
 	client, err := s.Client(Encoder{})
 	c.client = client
 	return err
@@ -109,19 +119,25 @@ func (c *session) Frame(s *socket.Socket, msg []byte) error {
 		c.register(s, pattern)
 	case "deregister":
 		c.deregister(s, pattern)
+	case "resume":
+		c.resume(s, pattern)
 	default:
 		fail(s, string(verb), truncate(string(msg), 128), http.StatusBadRequest,
-			fmt.Sprintf("unknown command %q: send \"register type.action.key\" or \"deregister type.action.key\"", truncate(string(verb), 32)))
+			fmt.Sprintf("unknown command %q: send \"register type.action.key\", \"deregister type.action.key\" or \"resume <position>\"", truncate(string(verb), 32)))
 	}
 	return nil
 }
 
 func (c *session) register(s *socket.Socket, pattern string) {
-	if _, dup := c.regs[pattern]; dup {
+	c.mu.Lock()
+	_, dup := c.regs[pattern]
+	n := len(c.regs)
+	c.mu.Unlock()
+	if dup {
 		ack(s, "register", pattern)
 		return
 	}
-	if len(c.regs) >= MaxRegistrations {
+	if n >= MaxRegistrations {
 		fail(s, "register", pattern, http.StatusBadRequest, fmt.Sprintf("at most %d registrations per connection", MaxRegistrations))
 		return
 	}
@@ -145,16 +161,22 @@ func (c *session) register(s *socket.Socket, pattern string) {
 		fail(s, "register", pattern, http.StatusServiceUnavailable, "cannot subscribe now, try again")
 		return
 	}
+	c.mu.Lock()
 	c.regs[pattern] = subjects
+	c.mu.Unlock()
 	ack(s, "register", pattern)
+	c.registered(s)
 }
 
 // deregister removes the registration string-equal to pattern, as DRP does; a pattern never
 // registered is acknowledged as a no-op.
 func (c *session) deregister(s *socket.Socket, pattern string) {
-	if subjects, ok := c.regs[pattern]; ok {
+	c.mu.Lock()
+	subjects, ok := c.regs[pattern]
+	delete(c.regs, pattern)
+	c.mu.Unlock()
+	if ok {
 		s.Unsubscribe(c.client, subjects)
-		delete(c.regs, pattern)
 	}
 	ack(s, "deregister", pattern)
 }
@@ -197,6 +219,10 @@ type Frame struct {
 	Principal string
 	Object    json.RawMessage
 	Original  json.RawMessage
+	// Position is Herald's: where the event sits in the event stream ("<epoch>:<seq>"), to
+	// resume from after a reconnect (?since= or the resume command). DRP's clients ignore
+	// keys they do not know; acknowledgements carry none.
+	Position string `json:",omitempty"`
 }
 
 // MarshalJSON writes null for an absent Object or Original.
@@ -215,12 +241,12 @@ func (f Frame) MarshalJSON() ([]byte, error) {
 // Encoder renders events as DRP frames.
 type Encoder struct{}
 
-// Encode implements hub.Encoder: payload is an event as ingest publishes it.
-func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
+// Encode implements hub.Encoder: the message is an event as ingest stores it.
+func (Encoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("drp: decode event: %w", err)
 	}
 	return json.Marshal(Frame{Time: ev.Time, Type: ev.Type, Action: ev.Action, Key: ev.Key,
-		Principal: ev.Principal, Object: ev.Object, Original: ev.Original})
+		Principal: ev.Principal, Object: ev.Object, Original: ev.Original, Position: m.Position})
 }

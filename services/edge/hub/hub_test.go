@@ -24,7 +24,7 @@ type fakeSink struct {
 	closed *wsconn.Disconnect
 }
 
-func (s *fakeSink) Send(frame []byte) bool {
+func (s *fakeSink) Deliver(frame []byte, _ uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed != nil {
@@ -68,10 +68,10 @@ type (
 	fail struct{}
 )
 
-func (echo) Encode(subj string, payload []byte) ([]byte, error) {
-	return []byte(subj + "=" + string(payload)), nil
+func (echo) Encode(m *hub.Message) ([]byte, error) {
+	return []byte(m.Subject + "=" + string(m.Data)), nil
 }
-func (fail) Encode(string, []byte) ([]byte, error) { return nil, errors.New("cannot encode") }
+func (fail) Encode(*hub.Message) ([]byte, error) { return nil, errors.New("cannot encode") }
 
 type rig struct {
 	t   *testing.T

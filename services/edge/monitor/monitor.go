@@ -68,11 +68,11 @@ var (
 type envelope struct{ typ string }
 
 // Encode implements hub.Encoder.
-func (e envelope) Encode(_ string, payload []byte) ([]byte, error) {
-	if !json.Valid(payload) {
+func (e envelope) Encode(m *hub.Message) ([]byte, error) {
+	if !json.Valid(m.Data) {
 		return nil, fmt.Errorf("monitor: %s payload is not JSON", e.typ)
 	}
-	return e.wrap(payload), nil
+	return e.wrap(m.Data), nil
 }
 
 func (e envelope) wrap(payload []byte) []byte {
@@ -228,8 +228,8 @@ const maxHeld = 256
 
 var metricsPrefix = metricsFrame.wrap(nil)[:len(`{"type":"metrics",`)]
 
-// Send implements hub.Sink.
-func (g *gate) Send(frame []byte) bool {
+// Deliver implements hub.Sink.
+func (g *gate) Deliver(frame []byte, seq uint64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.opened {
@@ -252,7 +252,7 @@ func (g *gate) pass(frame []byte) bool {
 			return true
 		}
 	}
-	return g.Sink.Send(frame)
+	return g.Sink.Deliver(frame, 0)
 }
 
 // open sends latest (nil: none), then the held frames, and lets live frames through.
@@ -260,7 +260,7 @@ func (g *gate) open(latest []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if latest != nil {
-		g.Sink.Send(latest)
+		g.Sink.Deliver(latest, 0)
 		g.latest = latest
 	}
 	for _, f := range g.held {

@@ -41,6 +41,7 @@ import (
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/subject"
+	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/socket"
 )
 
@@ -129,7 +130,12 @@ func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, erro
 	if interval <= 0 {
 		interval = DefaultPingInterval
 	}
-	return &subscription{subjects: subjects, interval: interval}, &sess, nil
+	q := r.URL.Query()
+	since := q.Get("since")
+	if since == "" {
+		since = q.Get("resourceVersion") // what Kubernetes watch clients send
+	}
+	return &subscription{subjects: subjects, interval: interval, since: since}, &sess, nil
 }
 
 // Refuse writes norman's error body.
@@ -145,19 +151,49 @@ func (h *Handler) Refuse(w http.ResponseWriter, err error) {
 type subscription struct {
 	subjects []string
 	interval time.Duration
+	since    string // the position to resume from; "" none
 }
 
-// Open subscribes the socket and starts norman's pings.
+// Open subscribes the socket and starts norman's pings. With ?since=<position> (or
+// resourceVersion=, as Kubernetes watches send it) the socket first replays the stored events
+// after it, then says how that went (resumeFrame) and goes live.
 func (c *subscription) Open(s *socket.Socket) error {
 	client, err := s.Client(Encoder{})
 	if err != nil {
 		return err
 	}
+	if c.since != "" {
+		s.Hold()
+	}
 	if err := s.Subscribe(client, nil, c.subjects); err != nil {
 		return err
 	}
 	go keepAlive(s, c.interval)
+	if c.since != "" {
+		if err := s.Resume(Encoder{}, c.subjects, c.since, func(r socket.Resumed) { s.Send(resumeFrame(r)) }); err != nil {
+			s.Send(errorFrame(http.StatusBadRequest, "InvalidOption", err.Error()))
+			s.Release()
+		}
+	}
 	return nil
+}
+
+// resumeFrame tells a resuming client how it went: caught up, or, like a Kubernetes watch's
+// 410 Gone, "too old" (list afresh; live events follow).
+func resumeFrame(r socket.Resumed) []byte {
+	if r.TooOld {
+		return errorFrame(http.StatusGone, "Gone", "too old: position "+r.From+" is before the oldest stored event or from another stream; list afresh")
+	}
+	b, _ := json.Marshal(map[string]any{"name": "resource.resumed", "data": map[string]any{
+		"from": r.From, "position": r.To, "replayed": r.Replayed}})
+	return b
+}
+
+// errorFrame is a resource.error frame with norman's error body as data.
+func errorFrame(status int, code, msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"name": "resource.error", "data": apiError{
+		Type: "error", BaseType: "error", Status: status, Code: code, Message: msg}})
+	return b
 }
 
 // Frame discards what the client sends: norman reads only to notice the close.
@@ -282,9 +318,9 @@ type Encoder struct{}
 // Encode implements hub.Encoder: payload is an event as ingest publishes it. Action "remove",
 // "delete" or "removed" is resource.remove; anything else resource.change (norman has no
 // resource.create).
-func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
+func (Encoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("rancher: decode event: %w", err)
 	}
 	data, err := Object(&ev)
@@ -301,6 +337,13 @@ func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
 	b = append(b, name...)
 	b = append(b, `","data":`...)
 	b = append(b, data...)
+	if m.Position != "" {
+		// Herald's: the event's position in the stream, for ?since= after a reconnect.
+		// Norman's clients read name and data only.
+		b = append(b, `,"position":"`...)
+		b = append(b, m.Position...)
+		b = append(b, '"')
+	}
 	return append(b, '}'), nil
 }
 

@@ -55,6 +55,7 @@ func newRig(t *testing.T) *rig {
 	}
 	issuer := token.NewIssuer(priv, time.Hour)
 	edgeNC := natstest.Connect(t, ns)
+	natstest.EventStream(t, edgeNC)
 	h := hub.New(edgeNC, hub.Config{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -118,7 +118,7 @@ func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	return &conn{h: h, sess: sess}, &sess, nil
+	return &conn{h: h, sess: sess, since: r.URL.Query().Get("since")}, &sess, nil
 }
 
 // Refuse answers like saltnado's 401 (writeError).
@@ -141,6 +141,7 @@ type conn struct {
 	sess    access.Session
 	ws      *socket.Socket // set by Open
 	started bool           // the ready message came
+	since   string         // all_events: the position to resume from (?since=); "" none
 }
 
 // Open waits: nothing is sent before the ready message.
@@ -183,7 +184,40 @@ func (c *conn) startAll() error {
 	if err != nil {
 		return err
 	}
-	return c.subscribe(client, subjects)
+	if c.since != "" {
+		c.ws.Hold()
+	}
+	if err := c.subscribe(client, subjects); err != nil {
+		return err
+	}
+	if c.since != "" {
+		if err := c.ws.Resume(AllEventsEncoder{}, subjects, c.since, c.sendResumed); err != nil {
+			c.sendTag("herald/resume/error", map[string]any{"message": err.Error(), "code": http.StatusBadRequest})
+			c.ws.Release()
+		}
+	}
+	return nil
+}
+
+// sendResumed tells an all_events client that resumed with ?since= how it went, between the
+// replayed events and the live ones: herald/resume/done, or herald/resume/error with code 410
+// when the position is too old (list afresh; live events follow).
+func (c *conn) sendResumed(r socket.Resumed) {
+	if r.TooOld {
+		c.sendTag("herald/resume/error", map[string]any{"code": http.StatusGone,
+			"message": "too old: position " + r.From + " is before the oldest stored event or from another stream"})
+		return
+	}
+	c.sendTag("herald/resume/done", map[string]any{"from": r.From, "position": r.To, "replayed": r.Replayed})
+}
+
+// sendTag sends one {tag, data} frame of Herald's own, with Salt's _stamp.
+func (c *conn) sendTag(tag string, data map[string]any) {
+	data["_stamp"] = Stamp(c.ws.Now())
+	b, err := json.Marshal(map[string]any{"tag": tag, "data": data})
+	if err == nil {
+		c.ws.Send(b)
+	}
 }
 
 // Stamp formats t as Salt's _stamp: ISO-8601 with microseconds and no zone, in UTC.
@@ -194,9 +228,9 @@ func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000
 type AllEventsEncoder struct{}
 
 // Encode implements hub.Encoder: payload is an event as ingest publishes it.
-func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
+func (AllEventsEncoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("salt: decode event: %w", err)
 	}
 	data, err := ev.ObjectFields()
@@ -205,6 +239,10 @@ func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
 	}
 	stamp, _ := json.Marshal(Stamp(ev.Time))
 	data["_stamp"] = stamp
+	if m.Position != "" {
+		// Herald's, beside Salt's _stamp: the event's position in the stream, for ?since=.
+		data["_position"], _ = json.Marshal(m.Position)
+	}
 	return json.Marshal(struct {
 		Tag  string                     `json:"tag"`
 		Data map[string]json.RawMessage `json:"data"`
@@ -231,7 +269,7 @@ func Tag(ev *event.Event, data map[string]json.RawMessage) string {
 // themselves to update their view.
 type rawEncoder struct{}
 
-func (rawEncoder) Encode(_ string, payload []byte) ([]byte, error) { return payload, nil }
+func (rawEncoder) Encode(m *hub.Message) ([]byte, error) { return m.Data, nil }
 
 // feedQueue bounds the events waiting for one formatted_events socket's view.
 const feedQueue = 1024
@@ -243,7 +281,7 @@ type feed struct {
 	ch chan []byte
 }
 
-func (f *feed) Send(b []byte) bool {
+func (f *feed) Deliver(b []byte, _ uint64) bool {
 	select {
 	case f.ch <- b:
 		return true

@@ -21,7 +21,6 @@ import (
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
-	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
@@ -46,16 +45,10 @@ type bus struct {
 func newBus(t *testing.T) *bus {
 	t.Helper()
 	ns := natstest.RunServer(t)
-	js, err := jetstream.New(natstest.Connect(t, ns))
+	nc := natstest.Connect(t, ns)
+	natstest.EventStream(t, nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: salt.DefaultStream, Subjects: []string{subject.EventsWildcard},
-		Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour,
-	}); err != nil {
 		t.Fatal(err)
 	}
 	priv, err := token.GenerateKey()

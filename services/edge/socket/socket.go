@@ -22,7 +22,10 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/registry"
@@ -78,6 +81,11 @@ type Runtime struct {
 	Log         *slog.Logger
 	Now         func() time.Time // nil: time.Now
 	AuthTimeout time.Duration    // 0: DefaultAuthTimeout
+
+	// JS reads the event stream for resumes; nil: positions are refused as unavailable.
+	JS            jetstream.JetStream
+	MaxReplay     int           // events one resume may replay (0: DefaultMaxReplay); further behind is "too old"
+	ReplayTimeout time.Duration // bound on one replay (0: DefaultReplayTimeout)
 }
 
 // now is the runtime's clock.
@@ -140,6 +148,13 @@ type Socket struct {
 	untrack func()          // guarded by mu
 	unwatch func()          // guarded by mu
 	clients []*hub.Client   // read goroutine only
+
+	// Resume state (resume.go): the last stream sequence sent, and the live frames held
+	// while the socket catches up.
+	lastSeq atomic.Uint64
+	holding atomic.Bool
+	heldMu  sync.Mutex
+	held    []heldFrame // guarded by heldMu
 }
 
 func (s *Socket) run() {
@@ -236,7 +251,7 @@ func (s *Socket) Session() (sess access.Session, ok bool) {
 // Client returns a new hub client whose frames go to this socket through enc (nil: only
 // SubscribeWith is used). The runtime removes it when the socket ends. Read goroutine only.
 func (s *Socket) Client(enc hub.Encoder) (*hub.Client, error) {
-	return s.ClientFor(s.conn, enc)
+	return s.ClientFor(s, enc)
 }
 
 // ClientFor is Client with another sink, for a dialect that processes events itself before
@@ -275,6 +290,9 @@ func (s *Socket) Subscribe(c *hub.Client, enc hub.Encoder, subjects []string) er
 
 // Unsubscribe removes subjects that Subscribe added to c.
 func (s *Socket) Unsubscribe(c *hub.Client, subjects []string) { s.rt.Hub.Unsubscribe(c, subjects) }
+
+// LastSeq is the stream sequence of the last event sent to the socket (0: none yet).
+func (s *Socket) LastSeq() uint64 { return s.lastSeq.Load() }
 
 // Send queues a frame without blocking; false means the socket is closed.
 func (s *Socket) Send(frame []byte) bool { return s.conn.Send(frame) }

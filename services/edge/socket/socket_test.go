@@ -96,7 +96,7 @@ func (c *jsonConn) Frame(s *socket.Socket, msg []byte) error {
 // rawEvents sends each event as ingest stored it.
 type rawEvents struct{}
 
-func (rawEvents) Encode(_ string, payload []byte) ([]byte, error) { return payload, nil }
+func (rawEvents) Encode(m *hub.Message) ([]byte, error) { return m.Data, nil }
 
 type rig struct {
 	t       *testing.T
@@ -116,6 +116,7 @@ func newRig(t *testing.T, ttl time.Duration) *rig {
 	}
 	issuer := token.NewIssuer(priv, ttl)
 	nc := natstest.Connect(t, ns)
+	natstest.EventStream(t, nc)
 	h := hub.New(nc, hub.Config{}, nil)
 	tracker, err := registry.NewTracker(registry.NewMemory(), registry.TrackerConfig{Instance: "edge-test"})
 	if err != nil {
