@@ -269,8 +269,9 @@ func Connect(tb testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 
 // EventStream creates Herald's event stream (eventstream.StreamConfig, one replica, kept an
 // hour) through nc, as ingest does at start: events published on event subjects are then
-// stored and republished with their sequence, which is where edges read them.
-func EventStream(tb testing.TB, nc *nats.Conn) {
+// stored and republished with their sequence, which is where edges read them. It returns the
+// stream's epoch, for a hub's positions.
+func EventStream(tb testing.TB, nc *nats.Conn) (epoch string) {
 	tb.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -278,7 +279,9 @@ func EventStream(tb testing.TB, nc *nats.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
-	if _, err := js.CreateOrUpdateStream(ctx, eventstream.StreamConfig(time.Hour, 0, 1)); err != nil {
+	st, err := js.CreateOrUpdateStream(ctx, eventstream.StreamConfig(time.Hour, 0, 1))
+	if err != nil {
 		tb.Fatalf("natstest: create the event stream: %v", err)
 	}
+	return eventstream.EpochOf(st.CachedInfo())
 }

@@ -198,19 +198,30 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 			}
 		}
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	// An ephemeral consumer that acknowledges nothing and lives in memory: created to read
+	// what is stored, deleted after (and gone by itself if this edge dies meanwhile).
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq: p.Seq + 1,
+		OptStartSeq: p.Seq + 1, AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true,
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
 		return r, fmt.Errorf("replay: consumer: %w", err)
 	}
-	for scanned := 0; scanned < limit; {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer dcancel()
+		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	// The consumer knows how many stored events it selects; each batch asks for no more than
+	// remain, so a fetch returns as soon as they are there.
+	pending := cons.CachedInfo().NumPending
+	for scanned := 0; pending > 0 && scanned < limit; {
+		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return r, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
 		}
-		n, pending := 0, uint64(0)
+		n := 0
 		for msg := range batch.Messages() {
 			n++
 			meta, err := msg.Metadata()
@@ -239,10 +250,13 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return r, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
 		}
-		scanned += n
-		if n == 0 || pending == 0 {
-			return r, nil // caught up with the stream
+		if n == 0 {
+			return r, s.goneOr(errors.New("replay: the stream sent nothing while events were pending"))
 		}
+		scanned += n
+	}
+	if pending == 0 {
+		return r, nil // caught up with the stream
 	}
 	// Further behind than a replay may go: the client relists.
 	return Resumed{TooOld: true}, nil
