@@ -74,7 +74,7 @@ type resumeFleet struct {
 
 // connect dials the cluster starting at node i, reconnecting forever as the services do.
 func (f *resumeFleet) connect(i int, name string) *nats.Conn {
-	nc, err := nats.Connect(f.cluster.ClientURLs(i), nats.Name(name), nats.MaxReconnects(-1),
+	nc, err := nats.Connect(f.cluster.ClientURLs(i), nats.Name(name), nats.MaxReconnects(-1), nats.DontRandomize(),
 		nats.ReconnectWait(50*time.Millisecond), nats.ReconnectJitter(50*time.Millisecond, 0))
 	if err != nil {
 		f.t.Fatal(err)
@@ -306,6 +306,34 @@ func parseFleetFrame(dialect string, msg []byte) (key int, pos string, tooOld bo
 // clients reconnect to the others with their last position, and every client ends with exactly
 // the events published, in order, none twice.
 func TestResumeAcrossEdgeCrash(t *testing.T) {
+	r := runResumeFleet(t, func(f *resumeFleet, edges []*fleetEdge) { edges[0].crash() }, nil)
+	if r.moved != resumePerEdge {
+		t.Fatalf("%d of edge-1's %d clients reconnected elsewhere, want all", r.moved, resumePerEdge)
+	}
+}
+
+// TestResumeAcrossNATSNodeLoss: the NATS node that edge-1 and ingest-1 use is shut down in the
+// middle and brought back later. Publishing carries on through the other nodes (a caller sees
+// errors only while the stream has no quorum, never a false success: every acknowledged event
+// reaches every client), and the clients that lost their edge's NATS connection resume with
+// nothing lost.
+func TestResumeAcrossNATSNodeLoss(t *testing.T) {
+	r := runResumeFleet(t,
+		func(f *resumeFleet, _ []*fleetEdge) { f.cluster.Shutdown(0) },
+		func(f *resumeFleet, _ []*fleetEdge) { f.cluster.Restart(0) })
+	t.Logf("publish errors while the node was down: %d (retried)", r.publishErrors)
+}
+
+const resumePerEdge, resumeEvents = 100, 150
+
+type resumeResult struct {
+	moved         int // edge-1's clients that reconnected
+	publishErrors int // publishes that failed and were retried
+}
+
+// runResumeFleet runs the fleet, calls disrupt a third of the way through publishing and
+// restore (if any) at two thirds, and checks that every client got every event once, in order.
+func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEdge)) resumeResult {
 	priv, err := token.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +351,7 @@ func TestResumeAcrossEdgeCrash(t *testing.T) {
 	}
 	// Every client starts from the stream's present position, so what it must end with is
 	// known: every event published from here on.
-	js, err := jetstream.New(edges[0].nc)
+	js, err := jetstream.New(edges[1].nc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,19 +365,17 @@ func TestResumeAcrossEdgeCrash(t *testing.T) {
 	}
 	start := eventstream.FormatPosition(eventstream.EpochOf(info), info.State.LastSeq)
 
-	const perEdge, events = 100, 150
 	ctx, cancel := context.WithCancel(context.Background())
 	var clients []*resumer
 	var wg sync.WaitGroup
-	for i := range len(edges) * perEdge {
-		c := &resumer{dialect: []string{"drp", "rancher", "salt"}[i%3], edges: edges, home: i / perEdge, tok: tok, pos: start}
+	for i := range len(edges) * resumePerEdge {
+		c := &resumer{dialect: []string{"drp", "rancher", "salt"}[i%3], edges: edges, home: i / resumePerEdge, tok: tok, pos: start}
 		clients = append(clients, c)
 		wg.Add(1)
 		go func() { defer wg.Done(); c.run(ctx) }()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	// Publish at a steady rate through both ingests; kill edge-1 a third of the way in.
 	var pubs []heraldv1.EventServiceClient
 	for _, addr := range ingests {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -359,30 +385,45 @@ func TestResumeAcrossEdgeCrash(t *testing.T) {
 		t.Cleanup(func() { cc.Close() })
 		pubs = append(pubs, heraldv1.NewEventServiceClient(cc))
 	}
+	var res resumeResult
 	pctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+pubTok)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for i := range events {
+	deadline := time.Now().Add(90 * time.Second)
+	for i := range resumeEvents {
 		<-tick.C
-		if i == events/3 {
-			edges[0].crash()
+		switch {
+		case i == resumeEvents/3:
+			disrupt(f, edges)
+		case i == 2*resumeEvents/3 && restore != nil:
+			restore(f, edges)
 		}
-		_, err := pubs[i%2].Publish(pctx, &heraldv1.PublishRequest{Event: &heraldv1.Event{
-			Type: "fleet", Action: "tick", Key: strconv.Itoa(i)}})
-		if err != nil {
-			t.Fatalf("publish %d: %v", i, err)
+		// An error is never a success: the event is published again, through the other
+		// ingest, until one acknowledges it. (A failed call that stored the event anyway would
+		// show up as a doubled key: the test would catch it.)
+		for try := 0; ; try++ {
+			cctx, ccancel := context.WithTimeout(pctx, 3*time.Second)
+			_, err := pubs[(i+try)%2].Publish(cctx, &heraldv1.PublishRequest{Event: &heraldv1.Event{
+				Type: "fleet", Action: "tick", Key: strconv.Itoa(i)}})
+			ccancel()
+			if err == nil {
+				break
+			}
+			res.publishErrors++
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %d: still failing after %d tries: %v", i, try+1, err)
+			}
 		}
 	}
 
 	testutil.Eventually(t, 60*time.Second, func() error {
 		for _, c := range clients {
-			if n := len(c.keys()); n < events {
-				return fmt.Errorf("a %s client of edge-%d has %d of %d events", c.dialect, c.home+1, n, events)
+			if n := len(c.keys()); n < resumeEvents {
+				return fmt.Errorf("a %s client of edge-%d has %d of %d events", c.dialect, c.home+1, n, resumeEvents)
 			}
 		}
 		return nil
 	})
-	moved := 0
 	for i, c := range clients {
 		got := c.keys()
 		for j, k := range got {
@@ -391,20 +432,19 @@ func TestResumeAcrossEdgeCrash(t *testing.T) {
 					i, c.dialect, c.home+1, j, k, j, got)
 			}
 		}
-		if len(got) != events {
-			t.Fatalf("client %d (%s): %d events, want exactly %d", i, c.dialect, len(got), events)
+		if len(got) != resumeEvents {
+			t.Fatalf("client %d (%s): %d events, want exactly %d", i, c.dialect, len(got), resumeEvents)
 		}
 		c.mu.Lock()
 		if c.tooOld {
 			t.Errorf("client %d (%s) was told its position is too old", i, c.dialect)
 		}
 		if c.home == 0 && c.reconnect > 0 {
-			moved++
+			res.moved++
 		}
 		c.mu.Unlock()
 	}
-	if moved != perEdge {
-		t.Fatalf("%d of edge-1's %d clients reconnected elsewhere, want all", moved, perEdge)
-	}
-	t.Logf("%d clients x %d events: 0 lost, 0 doubled, in order; %d clients moved off the killed edge", len(clients), events, moved)
+	t.Logf("%d clients x %d events: 0 lost, 0 doubled, in order; %d of edge-1's clients reconnected; %d publish errors retried",
+		len(clients), resumeEvents, res.moved, res.publishErrors)
+	return res
 }
