@@ -172,6 +172,7 @@ type resumer struct {
 	got       []int
 	pos       string
 	reconnect int
+	last      int // the edge of the latest session
 	tooOld    bool
 }
 
@@ -200,7 +201,7 @@ func (c *resumer) url(e *fleetEdge) string {
 func (c *resumer) run(ctx context.Context) {
 	next := c.home
 	for attempt := 0; ctx.Err() == nil && attempt < 1000; attempt++ {
-		c.session(ctx, c.edges[next%len(c.edges)])
+		c.session(ctx, next%len(c.edges))
 		next++
 		c.mu.Lock()
 		c.reconnect++
@@ -213,7 +214,11 @@ func (c *resumer) run(ctx context.Context) {
 	}
 }
 
-func (c *resumer) session(ctx context.Context, e *fleetEdge) {
+func (c *resumer) session(ctx context.Context, i int) {
+	e := c.edges[i]
+	c.mu.Lock()
+	c.last = i
+	c.mu.Unlock()
 	hdr := http.Header{}
 	if c.dialect == "rancher" {
 		hdr.Set("Authorization", "Bearer "+c.tok)
@@ -419,7 +424,10 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	testutil.Eventually(t, 60*time.Second, func() error {
 		for _, c := range clients {
 			if n := len(c.keys()); n < resumeEvents {
-				return fmt.Errorf("a %s client of edge-%d has %d of %d events", c.dialect, c.home+1, n, resumeEvents)
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return fmt.Errorf("a %s client of edge-%d has %d of %d events (position %s, %d reconnects, last on edge-%d)",
+					c.dialect, c.home+1, n, resumeEvents, c.pos, c.reconnect, c.last+1)
 			}
 		}
 		return nil

@@ -39,6 +39,8 @@ const (
 	maxHeld = 16384
 	// replayBacklog is the send-queue depth above which a replay waits for the client.
 	replayBacklog = 256
+	// apiTimeout bounds each JetStream request of a replay.
+	apiTimeout = 5 * time.Second
 )
 
 // ErrBadPosition is what Resume reports for a position that does not parse; the text says why.
@@ -167,11 +169,16 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 		case <-ctx.Done():
 		}
 	}()
-	st, err := js.Stream(ctx, subject.EventStream)
+	// Each request to JetStream is bounded on its own: a stream between leaders (a node just
+	// died) must fail the replay soon, so the client retries, rather than hold it for the
+	// whole ReplayTimeout.
+	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
+	defer rcancel()
+	st, err := js.Stream(rctx, subject.EventStream)
 	if err != nil {
 		return r, fmt.Errorf("replay: stream: %w", err)
 	}
-	info, err := st.Info(ctx)
+	info, err := st.Info(rctx)
 	if err != nil {
 		return r, fmt.Errorf("replay: stream info: %w", err)
 	}
@@ -200,7 +207,7 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 	}
 	// An ephemeral consumer that acknowledges nothing and lives in memory: created to read
 	// what is stored, deleted after (and gone by itself if this edge dies meanwhile).
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := st.CreateConsumer(rctx, jetstream.ConsumerConfig{
 		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: p.Seq + 1, AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true,
 		InactiveThreshold: 30 * time.Second,
