@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/heraldhq/herald/pkg/drpwatch"
 	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
@@ -379,6 +380,31 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		wg.Add(1)
 		go func() { defer wg.Done(); c.run(ctx) }()
 	}
+	// And the watcher Herald ships (herald-watch, the CLI), given every edge, edge-1 first.
+	var urls []string
+	for _, e := range edges {
+		urls = append(urls, e.url+"/api/v3/ws")
+	}
+	var watched struct {
+		sync.Mutex
+		keys    []int
+		signals []string
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = drpwatch.Watch(ctx, drpwatch.Options{URLs: urls, Token: tok, Patterns: []string{"fleet.*.*"}, Since: start},
+			func(ev drpwatch.Event) {
+				k, _ := strconv.Atoi(ev.Key)
+				watched.Lock()
+				watched.keys = append(watched.keys, k)
+				watched.Unlock()
+			}, func(sig drpwatch.Signal) {
+				watched.Lock()
+				watched.signals = append(watched.signals, sig.Kind)
+				watched.Unlock()
+			})
+	}()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	var pubs []heraldv1.EventServiceClient
@@ -422,6 +448,12 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	}
 
 	testutil.Eventually(t, 60*time.Second, func() error {
+		watched.Lock()
+		n := len(watched.keys)
+		watched.Unlock()
+		if n < resumeEvents {
+			return fmt.Errorf("drpwatch has %d of %d events", n, resumeEvents)
+		}
 		for _, c := range clients {
 			if n := len(c.keys()); n < resumeEvents {
 				c.mu.Lock()
@@ -432,6 +464,14 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		}
 		return nil
 	})
+	watched.Lock()
+	for j, k := range watched.keys {
+		if k != j || len(watched.keys) != resumeEvents {
+			t.Fatalf("drpwatch: event %d is %d of %d (%v): lost, doubled or out of order", j, k, len(watched.keys), watched.keys)
+		}
+	}
+	t.Logf("drpwatch signals: %v", watched.signals)
+	watched.Unlock()
 	for i, c := range clients {
 		got := c.keys()
 		for j, k := range got {
