@@ -97,7 +97,9 @@ type Config struct {
 	// StreamMaxBytes bounds the stream's size on disk; the oldest events go first.
 	// Default 1 GiB.
 	StreamMaxBytes int64
-	// StreamReplicas is the number of copies of the stream in a NATS cluster. Default 1.
+	// StreamReplicas is the number of copies of the stream in a NATS cluster: 1 for a single
+	// node (the all-in-one), 3 on a three-node cluster, so the stream keeps its events and
+	// takes writes with one node lost. Default 1.
 	StreamReplicas int
 	// PublishTimeout bounds how long one Publish waits for NATS's acknowledgement, on
 	// top of any deadline of the caller. Default 5s.
@@ -138,7 +140,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.StreamMaxBytes, "ingest.stream-max-bytes", DefaultStreamMaxBytes,
 		"size bound of the "+StreamName+" stream in bytes; the oldest events are dropped first")
 	fs.IntVar(&c.StreamReplicas, "ingest.stream-replicas", 1,
-		"copies of the "+StreamName+" stream in a NATS cluster")
+		"copies of the "+StreamName+" stream in a NATS cluster (3 on a three-node cluster; at most the number of nodes)")
 	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", DefaultPublishTimeout,
 		"how long a publish waits for NATS to acknowledge an event")
 	fs.DurationVar(&c.AgentAuthTimeout, "ingest.agent-auth-timeout", DefaultAgentAuthTimeout,
