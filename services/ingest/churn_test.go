@@ -36,7 +36,7 @@ func TestTwoAgentsOnOneKeyStopFlapping(t *testing.T) {
 	n1 := env.startIngest(ingest.Config{})
 	n2 := env.startIngest(ingest.Config{})
 
-	first := connect(t, n1, "hk_web1") // agent A
+	first := connect(t, n1, "hk_web1")  // agent A
 	second := connect(t, n2, "hk_web1") // agent B takes over (1)
 	first.expectClose(4002, "replaced by a newer connection for this server")
 	again := connect(t, n1, "hk_web1") // A reconnects and takes over (2)
