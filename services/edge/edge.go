@@ -156,7 +156,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if instance == "" {
 		instance = registry.NewInstanceID("edge")
 	}
-	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, Log: log}
+	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, NC: deps.NC, Log: log}
 	if deps.AnnounceConnections {
 		tcfg.Publish = func(ctx context.Context, ev *event.Event) error {
 			_, err := eventpub.Publish(ctx, js, ev)
@@ -220,26 +220,17 @@ func (e *Edge) Run(ctx context.Context) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.hub.Run(hubCtx) }()
-	trackCtx, stopTracker := context.WithCancel(context.Background())
-	trackDone := make(chan error, 1)
-	go func() { trackDone <- e.tracker.Run(trackCtx) }()
 	epochCtx, stopEpochs := context.WithCancel(context.Background())
 	defer stopEpochs()
 	go e.epochs.run(epochCtx)
-	kicks, err := registry.ServeKicks(e.nc, e.tracker)
-	if err != nil {
-		e.log.Warn("kicks not served", "err", err) // NATS reconnects; the subscription is kept
-	}
+	stopTracker := e.tracker.Start() // kicks, registry writes, connection events
 	close(e.ready)
 	<-ctx.Done()
-	if kicks != nil {
-		_ = kicks.Unsubscribe()
-	}
 	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
 	defer cancel()
-	err = e.hub.Shutdown(sctx, wsconn.DisconnectShutdown)
+	err := e.hub.Shutdown(sctx, wsconn.DisconnectShutdown)
 	stopHub()
 	err = errors.Join(err, <-done)
 	stopTracker()
-	return errors.Join(err, <-trackDone)
+	return err
 }

@@ -360,6 +360,9 @@ func TestPublishHonoursCallerDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ingest.ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable wrapping the caller's deadline", err)
 	}
+	if n := strings.Count(err.Error(), "event bus unavailable"); n != 1 {
+		t.Errorf("err = %q says \"event bus unavailable\" %d times, want once", err, n)
+	}
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Errorf("Publish took %s, want the caller's 300ms deadline honoured", elapsed)
 	}
