@@ -26,6 +26,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/edge/connections"
 	"github.com/heraldhq/herald/services/edge/drp"
+	"github.com/heraldhq/herald/services/edge/drpapi"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/monitor"
 	"github.com/heraldhq/herald/services/edge/rancher"
@@ -98,6 +99,7 @@ type Edge struct {
 	metrics *monitor.Handler
 	logs    *monitor.Handler
 	conns   *connections.Handler
+	drpAPI  *drpapi.Handler
 	rancher *rancher.Handler
 	saltAll *salt.Handler
 	saltFmt *salt.Handler
@@ -159,6 +161,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		metrics: mon(monitor.Metrics),
 		logs:    mon(monitor.Logs),
 		conns:   &connections.Handler{Auth: auth, Tracker: tracker, NC: deps.NC, Log: log},
+		drpAPI:  &drpapi.Handler{Auth: auth, JS: js, Instance: instance, Log: log},
 		rancher: &rancher.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker,
 			AllowedOrigins: cfg.AllowedOrigins},
 		saltAll: &salt.Handler{Kind: salt.AllEvents, Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
@@ -173,6 +176,7 @@ func (e *Edge) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+monitor.MetricsPath, e.metrics)
 	mux.Handle("GET "+monitor.LogsPath, e.logs)
 	e.conns.Register(mux)
+	e.drpAPI.Register(mux)
 	// One Rancher handler serves the three levels; it reads the level from the path.
 	mux.Handle("GET "+rancher.GlobalPath, e.rancher)
 	mux.Handle("GET "+rancher.ClusterPath, e.rancher)

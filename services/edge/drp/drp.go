@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
+	"github.com/heraldhq/herald/services/edge/drpapi"
 	"github.com/heraldhq/herald/services/edge/hub"
 )
 
@@ -58,7 +58,7 @@ func (h *Handler) now() time.Time {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess, err := h.Auth.Request(r)
 	if err != nil {
-		WriteAuthError(w, err)
+		drpapi.WriteAuthError(w, err)
 		return
 	}
 	// No Origin check: DRP authenticates by header or query token, never by cookie, so a
@@ -80,35 +80,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
 	go s.run()
-}
-
-// APIError is DRP's models.Error body.
-type APIError struct {
-	Model    string
-	Key      string
-	Type     string
-	Messages []string
-	Code     int
-}
-
-// WriteAuthError answers a failed authentication as DRP does: 401 (503 when auth cannot be
-// reached) with WWW-Authenticate: dr-provision and a models.Error body saying why.
-func WriteAuthError(w http.ResponseWriter, err error) {
-	code := http.StatusUnauthorized
-	msg := err.Error()
-	if errors.Is(err, access.ErrUnavailable) {
-		code = http.StatusServiceUnavailable
-		msg = "authentication is unavailable, try again"
-	}
-	w.Header().Set("WWW-Authenticate", "dr-provision")
-	WriteError(w, APIError{Type: "AUTH", Messages: []string{msg}, Code: code})
-}
-
-// WriteError writes e as a JSON body with status e.Code.
-func WriteError(w http.ResponseWriter, e APIError) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.Code)
-	_ = json.NewEncoder(w).Encode(e)
 }
 
 // session is one DRP connection.
