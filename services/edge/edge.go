@@ -18,12 +18,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/heraldhq/herald/pkg/access"
+	"github.com/heraldhq/herald/pkg/agentrpc"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
+	"github.com/heraldhq/herald/services/edge/chatops"
 	"github.com/heraldhq/herald/services/edge/connections"
 	"github.com/heraldhq/herald/services/edge/drp"
 	"github.com/heraldhq/herald/services/edge/drpapi"
@@ -100,6 +102,7 @@ type Edge struct {
 	logs    *monitor.Handler
 	conns   *connections.Handler
 	drpAPI  *drpapi.Handler
+	chatops *chatops.Handler
 	rancher *rancher.Handler
 	saltAll *salt.Handler
 	saltFmt *salt.Handler
@@ -162,6 +165,8 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		logs:    mon(monitor.Logs),
 		conns:   &connections.Handler{Auth: auth, Tracker: tracker, NC: deps.NC, Log: log},
 		drpAPI:  &drpapi.Handler{Auth: auth, JS: js, Instance: instance, Log: log},
+		chatops: &chatops.Handler{Auth: auth, NC: deps.NC, Tracker: tracker, Latest: deps.Latest, Facts: deps.Facts,
+			JobIDs: &agentrpc.JobIDs{}, Log: log},
 		rancher: &rancher.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker,
 			AllowedOrigins: cfg.AllowedOrigins},
 		saltAll: &salt.Handler{Kind: salt.AllEvents, Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
@@ -177,6 +182,7 @@ func (e *Edge) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+monitor.LogsPath, e.logs)
 	e.conns.Register(mux)
 	e.drpAPI.Register(mux)
+	e.chatops.Register(mux)
 	// One Rancher handler serves the three levels; it reads the level from the path.
 	mux.Handle("GET "+rancher.GlobalPath, e.rancher)
 	mux.Handle("GET "+rancher.ClusterPath, e.rancher)

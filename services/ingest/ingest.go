@@ -60,6 +60,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
+	"github.com/heraldhq/herald/pkg/agentrpc"
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
@@ -277,7 +278,7 @@ type Service struct {
 	apiKeys  APIKeyVerifier
 	upgrader *wsconn.Upgrader
 	alerts   *alertTracker
-	jids     jidSource
+	jids     agentrpc.JobIDs
 	agents   agentSet
 	events   chan *event.Event // for the event worker started by Run
 	tracker  *registry.Tracker
