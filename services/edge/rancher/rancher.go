@@ -143,20 +143,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
 		return
 	}
-	untrack := func() {}
+	untrack, self := func() {}, registry.Conn{}
 	if h.Tracker != nil {
-		_, untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
+		self, untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
 			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
-	go h.serve(conn, client, sess, scope, subjects, untrack)
+	go h.serve(conn, client, EncoderFor(types, self.ID), sess, scope, subjects, untrack)
 }
 
 // serve runs one socket until it ends.
-func (h *Handler) serve(conn *wsconn.Conn, client *hub.Client, sess access.Session, scope string, subjects []string, untrack func()) {
+func (h *Handler) serve(conn *wsconn.Conn, client *hub.Client, enc Encoder, sess access.Session, scope string, subjects []string, untrack func()) {
 	defer untrack()
 	defer h.Hub.Remove(client)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	err := h.Hub.Subscribe(ctx, client, subjects)
+	err := h.Hub.SubscribeWith(ctx, client, enc, subjects)
 	cancel()
 	if err != nil {
 		h.Log.Warn("rancher: subscribe failed", "scope", scope, "err", err)
@@ -288,16 +288,23 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 // Encoder renders events as norman frames. It is comparable, so the hub encodes each event once
-// for every rancher socket on a filter.
-type Encoder struct{}
+// for every rancher socket on a filter. The zero value leaves out Herald's own types; see
+// EncoderFor.
+type Encoder struct {
+	internal bool   // Herald's own types were asked for
+	self     string // the socket's connection id, whose own connection event is left out
+}
 
 // Encode implements hub.Encoder: payload is an event as ingest publishes it. Action "remove",
 // "delete" or "removed" is resource.remove; anything else resource.change (norman has no
 // resource.create).
-func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
+func (e Encoder) Encode(_ string, payload []byte) ([]byte, error) {
 	var ev event.Event
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return nil, fmt.Errorf("rancher: decode event: %w", err)
+	}
+	if e.skips(&ev) {
+		return nil, hub.ErrSkip
 	}
 	data, err := Object(&ev)
 	if err != nil {

@@ -125,20 +125,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	prefixes := r.URL.Query()[TagQuery]
+	if len(prefixes) > MaxTagPrefixes {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "400 Bad Request", "return": fmt.Sprintf("at most %d %s prefixes", MaxTagPrefixes, TagQuery)})
+		return
+	}
 	conn, err := h.Upgrader.Upgrade(w, r, h.Log)
 	if err != nil {
 		h.Log.Debug("salt: upgrade failed", "err", err)
 		return
 	}
 	s := &socket{h: h, conn: conn, sess: sess, untrack: func() {}}
+	var self registry.Conn
 	if h.Tracker != nil {
 		endpoint := EndpointAllEvents
 		if h.Kind == FormattedEvents {
 			endpoint = EndpointFormattedEvents
 		}
-		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
+		self, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
 			Websocket: true, Endpoint: endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
+	s.allEnc = AllEventsEncoderFor(prefixes, self.ID)
 	go s.run()
 }
 
@@ -159,6 +168,7 @@ type socket struct {
 	conn   *wsconn.Conn
 	sess   access.Session
 	client *hub.Client // set by the read loop at ready
+	allEnc AllEventsEncoder
 	// untrack removes the connection from the registry.
 	untrack func()
 }
@@ -215,7 +225,7 @@ func (s *socket) startAll() error {
 	if err != nil {
 		return err
 	}
-	client, err := s.h.Hub.NewClient(s.conn, AllEventsEncoder{})
+	client, err := s.h.Hub.NewClient(s.conn, s.allEnc)
 	if err != nil {
 		return err
 	}
@@ -226,11 +236,16 @@ func (s *socket) startAll() error {
 func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000") }
 
 // AllEventsEncoder renders events as all_events frames. It is comparable, so the hub encodes
-// each event once for every all_events socket on a filter.
-type AllEventsEncoder struct{}
+// each event once for every all_events socket on a filter. The zero value sends every tag but
+// Herald's own types; see AllEventsEncoderFor.
+type AllEventsEncoder struct {
+	prefixes string // the tag prefixes asked for, each followed by "\n"; empty: all
+	internal bool   // Herald's own types were asked for
+	self     string // the socket's connection id, whose own connection event is left out
+}
 
 // Encode implements hub.Encoder: payload is an event as ingest publishes it.
-func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
+func (e AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
 	var ev event.Event
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return nil, fmt.Errorf("salt: decode event: %w", err)
@@ -239,12 +254,16 @@ func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("salt: %w", err)
 	}
+	tag := Tag(&ev, data)
+	if e.skips(&ev, tag) {
+		return nil, hub.ErrSkip
+	}
 	stamp, _ := json.Marshal(Stamp(ev.Time))
 	data["_stamp"] = stamp
 	return json.Marshal(struct {
 		Tag  string                     `json:"tag"`
 		Data map[string]json.RawMessage `json:"data"`
-	}{Tag(&ev, data), data})
+	}{tag, data})
 }
 
 // Tag is the Salt tag of an event: Salt's own job tags for jobs events, else
@@ -296,7 +315,7 @@ func (s *socket) startFormatted() error {
 	if err != nil {
 		return err
 	}
-	facts, err := s.subjects(event.Filter{Type: []string{"agents"}, Action: []string{"facts"}})
+	facts, err := s.subjects(event.Filter{Type: []string{"agents"}, Action: []string{"facts", "online"}})
 	if err != nil {
 		return err
 	}
@@ -335,6 +354,7 @@ func (s *socket) follow(fd *feed) {
 	}
 	// After the replay: the store holds each server's latest facts, which win over replayed ones.
 	s.loadFacts(ctx, v)
+	s.loadOnline(ctx, v)
 	s.sendView(v, true, true)
 	for {
 		select {
@@ -518,6 +538,8 @@ func (v *view) apply(ev *event.Event) (minions, jobs bool) {
 		}
 		v.minions[ev.Key] = minion{ID: ev.Key, Grains: grains}
 		return true, false
+	case ev.Type == "agents" && ev.Action == "online":
+		return v.online(ev.Key), false
 	case ev.Type == "jobs" && ev.Action == "new":
 		var n struct {
 			Tgt       string   `json:"tgt"`
