@@ -35,6 +35,9 @@ import (
 	"github.com/heraldhq/herald/services/edge/salt"
 )
 
+// DefaultShutdownTimeout is how long the edge waits for clients to go after close 1001.
+const DefaultShutdownTimeout = 5 * time.Second
+
 // Config is the edge's settings. The zero value of a field means its default.
 type Config struct {
 	WS              wsconn.Config
@@ -54,10 +57,11 @@ type Config struct {
 // RegisterFlags binds the settings to flags (edge.max-frame-bytes, edge.send-queue, ...).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.WS.RegisterFlags(fs, "edge.")
-	fs.IntVar(&c.Hub.Inbound, "edge.inbound", 0, "events buffered between NATS and the fan-out (0: 65536)")
-	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", 0, "wait for clients to close on shutdown (0: 5s)")
-	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 0, "wait for the auth message on metrics and logs sockets (0: 10s)")
-	fs.DurationVar(&c.RegistryTTL, "edge.registry-ttl", 0, "how long a dead edge's connections stay listed (0: 30s)")
+	// Defaults are the values in force (a zero would mean the same), so -print-config shows them.
+	fs.IntVar(&c.Hub.Inbound, "edge.inbound", 65536, "events buffered between NATS and the fan-out")
+	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", DefaultShutdownTimeout, "wait for clients to close on shutdown")
+	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 10*time.Second, "wait for the auth message on metrics and logs sockets")
+	fs.DurationVar(&c.RegistryTTL, "edge.registry-ttl", registry.DefaultTTL, "how long a dead edge's connections stay listed")
 	fs.Func("edge.allowed-origins", "comma-separated origins (https://host[:port]) whose pages may open Rancher sockets with the R_SESS cookie; the edge's own origin is always allowed",
 		func(v string) error {
 			for o := range strings.SplitSeq(v, ",") {
@@ -67,8 +71,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 			}
 			return nil
 		})
-	fs.DurationVar(&c.SaltReplayWindow, "edge.salt-replay-window", 0, "how far back formatted_events replays jobs and facts (0: 1h)")
-	fs.IntVar(&c.SaltMaxJobs, "edge.salt-max-jobs", 0, "jobs kept per formatted_events socket (0: 200)")
+	fs.DurationVar(&c.SaltReplayWindow, "edge.salt-replay-window", salt.DefaultReplayWindow, "how far back formatted_events replays jobs and facts")
+	fs.IntVar(&c.SaltMaxJobs, "edge.salt-max-jobs", salt.DefaultMaxJobs, "jobs kept per formatted_events socket")
 }
 
 // Validate reports settings that cannot work.
@@ -121,7 +125,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 5 * time.Second
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	log := deps.Log
 	if log == nil {
