@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -61,7 +62,7 @@ func agentBinary(t *testing.T) string {
 // startAgentStack is startStack with heartbeats short enough to observe in a test.
 func startAgentStack(t *testing.T) *herald.Stack {
 	t.Helper()
-	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}}
 	cfg.NATS.StoreDir = t.TempDir()
 	cfg.Auth.AdminPassword = "correct horse"
 	cfg.Auth.BcryptCost = bcrypt.MinCost

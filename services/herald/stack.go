@@ -11,15 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/app"
@@ -33,13 +30,14 @@ import (
 
 // Config is the whole process's configuration.
 type Config struct {
-	HTTPAddr string // every HTTP and WebSocket route
-	GRPCAddr string // every gRPC service, with reflection
-	App      app.Config
-	NATS     natsx.EmbeddedConfig
-	Auth     auth.Config
-	Ingest   ingest.Config
-	Edge     edge.Config
+	// Listen is where every HTTP and WebSocket route and every gRPC service (with
+	// reflection) is served, with TLS when configured.
+	Listen app.ListenConfig
+	App    app.Config
+	NATS   natsx.EmbeddedConfig
+	Auth   auth.Config
+	Ingest ingest.Config
+	Edge   edge.Config
 	// RedisURL, when set, keeps users and API keys, agent state and the connection registry
 	// in Redis, shared with other Herald processes; empty keeps them in memory.
 	RedisURL string
@@ -50,8 +48,8 @@ type Config struct {
 
 // RegisterFlags registers every flag of the process on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.HTTPAddr, "http.addr", "127.0.0.1:8080", "HTTP and WebSocket listen address")
-	fs.StringVar(&c.GRPCAddr, "grpc.addr", "127.0.0.1:9090", "gRPC listen address")
+	c.Listen.RegisterFlags(fs, "127.0.0.1:8080", "127.0.0.1:9090")
+	c.Listen.RegisterDevFlags(fs)
 	c.App.RegisterFlags(fs)
 	c.NATS.RegisterFlags(fs)
 	c.Auth.RegisterFlags(fs)
@@ -69,7 +67,7 @@ func (c Config) Validate() error {
 			redisErr = fmt.Errorf("redis.url: %w", err)
 		}
 	}
-	return errors.Join(c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate(), c.Edge.Validate(), redisErr)
+	return errors.Join(c.Listen.Validate(), c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate(), c.Edge.Validate(), redisErr)
 }
 
 // Stack is one all-in-one Herald. New checks the configuration; Run starts
@@ -77,11 +75,10 @@ func (c Config) Validate() error {
 type Stack struct {
 	cfg   Config
 	log   *slog.Logger
-	http  *app.HTTPServer
-	grpc  *app.GRPCServer
 	ready chan struct{}
 
 	mu     sync.Mutex
+	front  *app.Front
 	nats   *server.Server
 	auth   *auth.Service
 	edge   *edge.Edge
@@ -100,23 +97,35 @@ func New(cfg Config, log *slog.Logger) (*Stack, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Stack{
-		cfg:   cfg,
-		log:   log,
-		http:  &app.HTTPServer{Addr: cfg.HTTPAddr, Log: log},
-		grpc:  &app.GRPCServer{Addr: cfg.GRPCAddr, Log: log},
-		ready: make(chan struct{}),
-	}, nil
+	return &Stack{cfg: cfg, log: log, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once every component runs and the listeners are bound.
 func (s *Stack) Ready() <-chan struct{} { return s.ready }
 
 // HTTPAddr is the bound HTTP address (host:port), valid after Ready.
-func (s *Stack) HTTPAddr() string { return s.http.BoundAddr() }
+func (s *Stack) HTTPAddr() string {
+	if f := s.Front(); f != nil {
+		return f.HTTP.BoundAddr()
+	}
+	return ""
+}
 
 // GRPCAddr is the bound gRPC address (host:port), valid after Ready.
-func (s *Stack) GRPCAddr() string { return s.grpc.BoundAddr() }
+func (s *Stack) GRPCAddr() string {
+	if f := s.Front(); f != nil {
+		return f.GRPC.BoundAddr()
+	}
+	return ""
+}
+
+// Front is what the process serves on (listeners, certificate, health), valid after Ready;
+// tests read its Certificate to trust the development one.
+func (s *Stack) Front() *app.Front {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.front
+}
 
 // NATSServer is the embedded NATS server, valid after Ready; tests use it
 // to count subscriptions or to connect a client of their own.
@@ -216,29 +225,23 @@ func (s *Stack) Run(ctx context.Context) error {
 		return w.err
 	}
 
-	mux := http.NewServeMux()
-	gs := grpc.NewServer()
-	health := &app.Health{}
-	authSvc.Register(mux)
-	authSvc.RegisterGRPC(gs)
-	ingestSvc.Register(mux)
-	ingestSvc.RegisterGRPC(gs)
-	edgeSvc.Register(mux)
-	edgeSvc.RegisterGRPC(gs)
-	// Without the registry both keep serving (issue 4): degraded, not unready.
-	health.AddDegradedCheck("edge connection registry", edgeSvc.Tracker().Check)
-	health.AddDegradedCheck("ingest connection registry", ingestSvc.Tracker().Check)
-	health.Register(mux)
-	reflection.Register(gs)
-	// Every plain request through this process is listed while in flight (issue 4).
-	s.http.Handler, s.grpc.Server = edgeSvc.TrackREST(mux), gs
+	front, err := app.NewFront(s.cfg.Listen, s.log, authSvc, ingestSvc, edgeSvc)
+	if err != nil {
+		w.abort()
+		return err
+	}
+	// Without the registry both keep serving: degraded, not unready.
+	front.Health.AddDegradedCheck("edge connection registry", edgeSvc.Tracker().Check)
+	front.Health.AddDegradedCheck("ingest connection registry", ingestSvc.Tracker().Check)
+	// Every plain request through this process is listed while in flight.
+	front.HTTP.Handler = edgeSvc.TrackREST(front.Mux)
 
 	s.mu.Lock()
-	s.nats, s.auth, s.edge, s.devKey = ns, authSvc, edgeSvc, devKey.Key
+	s.nats, s.auth, s.edge, s.devKey, s.front = ns, authSvc, edgeSvc, devKey.Key, front
 	s.mu.Unlock()
-	w.add("grpc", s.grpc)
-	w.add("http", s.http)
-	w.add("health", health)
+	for _, r := range front.Runners() {
+		w.add(r.Name, r.Runner)
+	}
 	w.add("ready", app.RunnerFunc(func(ctx context.Context) error {
 		close(s.ready)
 		<-ctx.Done()
@@ -302,22 +305,32 @@ func (w *wiring) abort() {
 // Banner tells a person what is running and how to reach it; call it after
 // Ready.
 func (s *Stack) Banner(w io.Writer) {
+	f := s.Front()
 	h, g := s.HTTPAddr(), s.GRPCAddr()
+	web, ws, grpcurl, tlsLine := "http", "ws", "-plaintext", ""
+	if f.TLS() {
+		web, ws = "https", "wss"
+		// curl -k and DRP's clients skip verification; pin the fingerprint to check it.
+		tlsLine = fmt.Sprintf("  TLS        certificate SHA-256 %s\n", f.Certificate().Fingerprint())
+	}
+	if f.GRPCTLS() {
+		grpcurl = "-insecure"
+	}
 	fmt.Fprintf(w, `
 Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second Ctrl-C exits at once.
-  HTTP       http://%[1]s   (health: /healthz, /readyz)
-  WebSocket  ws://%[1]s/api/v3/ws   (Digital Rebar dialect)
-             ws://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
-             ws://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
-             ws://%[1]s/v3/subscribe, /v3/clusters/<id>/subscribe, /v3/projects/<id>/subscribe   (Rancher)
-             ws://%[1]s/all_events/<token>, /formatted_events/<token>   (Salt; token from POST /login)
-  REST       http://%[1]s/api/v3/connections   (every live connection in the fleet)
-  gRPC       %[2]s   (reflection on: grpcurl -plaintext %[2]s list)
+  HTTP       %[5]s://%[1]s   (health: /healthz, /readyz)
+%[8]s  WebSocket  %[6]s://%[1]s/api/v3/ws   (Digital Rebar dialect)
+             %[6]s://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
+             %[6]s://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
+             %[6]s://%[1]s/v3/subscribe, /v3/clusters/<id>/subscribe, /v3/projects/<id>/subscribe   (Rancher)
+             %[6]s://%[1]s/all_events/<token>, /formatted_events/<token>   (Salt; token from POST /login)
+  REST       %[5]s://%[1]s/api/v3/connections   (every live connection in the fleet)
+  gRPC       %[2]s   (reflection on: grpcurl %[7]s %[2]s list)
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
-  curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
+  curl -sk -X POST %[5]s://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
 Start an agent (dev API key for server %[3]s, made at start, gone at exit):
-  cd services/agent && go run ./cmd/herald-agent -url ws://%[1]s/api/v1/agents/ws -api-key %[4]s
+  cd services/agent && go run ./cmd/herald-agent -url %[6]s://%[1]s/api/v1/agents/ws -api-key %[4]s -enable-commands
 Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
 
-`, h, g, DevServerID, s.DevAPIKey())
+`, h, g, DevServerID, s.DevAPIKey(), web, ws, grpcurl, tlsLine)
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/natsx"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/herald"
@@ -25,7 +26,7 @@ import (
 // and a function that stops it and returns Run's error.
 func startStack(t *testing.T) (*herald.Stack, func() error) {
 	t.Helper()
-	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}}
 	cfg.NATS.StoreDir = t.TempDir()
 	cfg.Auth.AdminPassword = "correct horse"
 	cfg.Auth.BcryptCost = bcrypt.MinCost
@@ -156,7 +157,7 @@ func TestStackServesAndStopsCleanly(t *testing.T) {
 }
 
 func TestStackReportsBadConfig(t *testing.T) {
-	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}}
 	cfg.NATS = natsx.EmbeddedConfig{StoreDir: t.TempDir(), ReadyTimeout: -time.Second}
 	if _, err := herald.New(cfg, nil); err == nil {
 		t.Fatal("New accepted a negative NATS ready timeout")

@@ -71,6 +71,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
+	"github.com/heraldhq/herald/pkg/agentrpc"
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
@@ -310,7 +311,7 @@ type Service struct {
 	upgrader *wsconn.Upgrader
 	// alertRules are the thresholds; each connection's telemetry worker runs them.
 	alertRules alertRules
-	jids       jidSource
+	jids       agentrpc.JobIDs
 	agents     agentSet
 	events     *workqueue.Queue[*event.Event] // agent events, published by Run's worker
 	tracker    *registry.Tracker

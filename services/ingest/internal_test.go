@@ -48,16 +48,3 @@ func TestAlertStateSeverityAndChanges(t *testing.T) {
 		t.Fatalf("third sample = %+v, want cpu resolved (50 is not above 50) and memory raised", got)
 	}
 }
-
-func TestJIDsIncrease(t *testing.T) {
-	t.Parallel()
-	var j jidSource
-	at := time.Date(2025, 6, 7, 8, 9, 10, 123456789, time.UTC)
-	a, b := j.next(at), j.next(at)
-	if a != "20250607080910123456" || b != "20250607080910123457" {
-		t.Errorf("jids = %s, %s", a, b)
-	}
-	if c := j.next(at.Add(-time.Hour)); c <= b || len(c) != 20 {
-		t.Errorf("jid after a clock step back = %s, want > %s", c, b)
-	}
-}

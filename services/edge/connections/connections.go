@@ -25,7 +25,7 @@ import (
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
-	"github.com/heraldhq/herald/services/edge/drp"
+	"github.com/heraldhq/herald/services/edge/drpapi"
 )
 
 // Paths of the API.
@@ -61,7 +61,7 @@ func (h *Handler) rest(serve func(http.ResponseWriter, *http.Request, access.Ses
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, err := h.Auth.Request(r)
 		if err != nil {
-			drp.WriteAuthError(w, err)
+			drpapi.WriteAuthError(w, err)
 			return
 		}
 		serve(w, r, sess)
@@ -195,5 +195,5 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, key, msg string) {
-	drp.WriteError(w, drp.APIError{Model: "connections", Key: key, Type: "API_ERROR", Messages: []string{msg}, Code: code})
+	drpapi.WriteError(w, drpapi.Error{Model: "connections", Key: key, Type: "API_ERROR", Messages: []string{msg}, Code: code})
 }

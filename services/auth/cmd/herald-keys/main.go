@@ -30,6 +30,13 @@ import (
 
 const usage = "usage: herald-keys [-addr host:port] [-token T | -user U -password P] create -server ID [-name N] | list [-server ID] | revoke KEY_ID"
 
+// commands is what -h lists besides the flags.
+const commands = `Commands:
+  create -server ID [-name N]   make an API key bound to server ID; prints the key, shown only this once
+  list [-server ID]             list API keys (id, server, name, created, revoked), of one server with -server
+  revoke KEY_ID                 revoke a key; an agent connected with it is disconnected at once
+`
+
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -48,6 +55,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tok := fs.String("token", os.Getenv("HERALD_TOKEN"), "Herald token with apikeys.manage.* (default $HERALD_TOKEN)")
 	user := fs.String("user", "", "log in as this user instead of passing -token")
 	password := fs.String("password", os.Getenv("HERALD_PASSWORD"), "password for -user (default $HERALD_PASSWORD)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\n%s\nFlags:\n", usage, commands)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

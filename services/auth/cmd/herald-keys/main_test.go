@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"net"
 	"strings"
 	"testing"
@@ -106,6 +108,19 @@ func TestErrors(t *testing.T) {
 		_, _, err := keys(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("herald-keys %v: error %v, want it to contain %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestHelpListsCommands(t *testing.T) {
+	t.Parallel()
+	_, help, err := keys(t, "-h")
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h = %v", err)
+	}
+	for _, c := range []string{"create -server ID", "list [-server ID]", "revoke KEY_ID", "-addr"} {
+		if !strings.Contains(help, c) {
+			t.Errorf("-h does not mention %q:\n%s", c, help)
 		}
 	}
 }
