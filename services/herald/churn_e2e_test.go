@@ -37,10 +37,11 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// runAgent runs the real agent binary with key against url and returns its output.
-func runAgent(t *testing.T, url, key string) *lockedBuffer {
+// launchAgent runs the real agent binary with key against url and extra flags until the test
+// ends or it is killed, and returns it with its output.
+func launchAgent(t *testing.T, url, key string, flags ...string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), "-url", url, "-interval", "200ms")
+	cmd := exec.Command(agentBinary(t), append([]string{"-url", url}, flags...)...)
 	cmd.Env = append(os.Environ(), "HERALD_API_KEY="+key)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -54,7 +55,7 @@ func runAgent(t *testing.T, url, key string) *lockedBuffer {
 			t.Logf("agent output:\n%s", out.String())
 		}
 	})
-	return out
+	return cmd, out
 }
 
 // TestTwoRealAgentsOnOneKey runs two real agents with the same API key against two ingests.
@@ -92,11 +93,11 @@ func TestTwoRealAgentsOnOneKey(t *testing.T) {
 		}
 	}
 
-	outA := runAgent(t, wsURL(i1.url, "/api/v1/agents/ws"), "key-"+server)
+	_, outA := launchAgent(t, wsURL(i1.url, "/api/v1/agents/ws"), "key-"+server, "-interval", "200ms")
 	if !next(30 * time.Second) {
 		t.Fatal("the first agent never connected")
 	}
-	outB := runAgent(t, wsURL(i2.url, "/api/v1/agents/ws"), "key-"+server)
+	_, outB := launchAgent(t, wsURL(i2.url, "/api/v1/agents/ws"), "key-"+server, "-interval", "200ms")
 	testutil.Eventually(t, 30*time.Second, func() error {
 		for len(announced) > 0 {
 			<-announced
