@@ -74,21 +74,7 @@ func startAgentStack(t *testing.T) *herald.Stack {
 // startAgent runs the real agent binary against url until the test ends or it is killed.
 func startAgent(t *testing.T, url, key string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), "-url", url, "-interval", "200ms", "-enable-commands",
-		"-ping-interval", "500ms")
-	cmd.Env = append(os.Environ(), "HERALD_API_KEY="+key)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("agent output:\n%s", logs.String())
-		}
-	})
+	cmd, _ := launchAgent(t, url, key, "-interval", "200ms", "-enable-commands", "-ping-interval", "500ms")
 	return cmd
 }
 

@@ -82,12 +82,17 @@ type Stack struct {
 	nats   *server.Server
 	auth   *auth.Service
 	edge   *edge.Edge
-	devKey string
+	devKey string // the secret, when this start made the key
+	devID  string // the key's id
 }
 
-// DevServerID is the server id of the API key the stack creates at start
-// while API keys live in memory, so a newcomer can start an agent at once.
+// DevServerID is the server id of the API key the stack makes at start, so
+// a newcomer can start an agent at once.
 const DevServerID = "dev-server"
+
+// devKeyName labels the dev key, so a start with a persistent key store
+// finds the one an earlier start made.
+const devKeyName = "dev key made by make run"
 
 // New checks cfg. It starts nothing. A nil log discards.
 func New(cfg Config, log *slog.Logger) (*Stack, error) {
@@ -144,7 +149,8 @@ func (s *Stack) Auth() *auth.Service {
 }
 
 // DevAPIKey is the API key made at start for server DevServerID, valid
-// after Ready.
+// after Ready. It is empty when a persistent key store (Redis) already held
+// the dev key: its secret was shown by the start that made it.
 func (s *Stack) DevAPIKey() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,12 +204,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: w.conn("auth"), Log: s.log, Store: authStore})
 	w.check(err)
 	w.add("auth", authSvc)
-	// The auth store is memory here, so keys die with the process: make a
-	// fresh dev key each start (printed by Banner). Skip this once a
-	// persistent key store is configured.
 	var devKey auth.NewAPIKey
 	if authSvc != nil {
-		devKey, err = authSvc.CreateAPIKey(ctx, DevServerID, "dev key made by make run")
+		devKey, err = ensureDevKey(ctx, authSvc, s.cfg.RedisURL != "")
 		w.check(err)
 	}
 	var verifier token.Verifier
@@ -237,7 +240,11 @@ func (s *Stack) Run(ctx context.Context) error {
 	front.HTTP.Handler = edgeSvc.TrackREST(front.Mux)
 
 	s.mu.Lock()
+<<<<<<< HEAD
 	s.nats, s.auth, s.edge, s.devKey, s.front = ns, authSvc, edgeSvc, devKey.Key, front
+=======
+	s.nats, s.auth, s.edge, s.devKey, s.devID = ns, authSvc, edgeSvc, devKey.Key, devKey.ID
+>>>>>>> h1-ingest
 	s.mu.Unlock()
 	for _, r := range front.Runners() {
 		w.add(r.Name, r.Runner)
@@ -248,6 +255,30 @@ func (s *Stack) Run(ctx context.Context) error {
 		return nil
 	}))
 	return s.cfg.App.Run(ctx, s.log, w.runners...)
+}
+
+// ensureDevKey makes the dev API key for DevServerID. With keys in memory
+// they die with the process, so every start makes one. With a persistent
+// store it is made once: a later start finds the active key an earlier one
+// made and returns it without its secret (only its hash is stored), rather
+// than adding another permanent key on every start.
+func ensureDevKey(ctx context.Context, a *auth.Service, persistent bool) (auth.NewAPIKey, error) {
+	if persistent {
+		keys, err := a.ListAPIKeys(ctx, DevServerID)
+		if err != nil {
+			return auth.NewAPIKey{}, fmt.Errorf("dev api key: %w", err)
+		}
+		for _, k := range keys {
+			if !k.Revoked && k.Name == devKeyName {
+				return auth.NewAPIKey{APIKey: k}, nil
+			}
+		}
+	}
+	k, err := a.CreateAPIKey(ctx, DevServerID, devKeyName)
+	if err != nil {
+		return auth.NewAPIKey{}, fmt.Errorf("dev api key: %w", err)
+	}
+	return k, nil
 }
 
 // wiring collects runners in start order while the services are built,
@@ -327,10 +358,35 @@ Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second
   REST       %[5]s://%[1]s/api/v3/connections   (every live connection in the fleet)
   gRPC       %[2]s   (reflection on: grpcurl %[7]s %[2]s list)
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
+<<<<<<< HEAD
   curl -sk -X POST %[5]s://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
 Start an agent (dev API key for server %[3]s, made at start, gone at exit):
   cd services/agent && go run ./cmd/herald-agent -url %[6]s://%[1]s/api/v1/agents/ws -api-key %[4]s -enable-commands
 Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
 
 `, h, g, DevServerID, s.DevAPIKey(), web, ws, grpcurl, tlsLine)
+=======
+  curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
+%[3]s
+Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
+
+`, h, g, s.agentHint(h))
+}
+
+// agentHint is the Banner's line on starting an agent with the dev key.
+func (s *Stack) agentHint(h string) string {
+	s.mu.Lock()
+	key, id := s.devKey, s.devID
+	s.mu.Unlock()
+	if key == "" {
+		return fmt.Sprintf("Start an agent: the dev API key for server %s (id %s) is kept in Redis from an earlier start,\n"+
+			"  with the secret shown then; revoke it (herald-keys revoke %s) and restart for a new one.", DevServerID, id, id)
+	}
+	life := "made at start, gone at exit"
+	if s.cfg.RedisURL != "" {
+		life = "made once and kept in Redis: note it, later starts reuse it"
+	}
+	return fmt.Sprintf("Start an agent (dev API key for server %s, %s):\n"+
+		"  cd services/agent && go run ./cmd/herald-agent -url ws://%s/api/v1/agents/ws -api-key %s", DevServerID, life, h, key)
+>>>>>>> h1-ingest
 }

@@ -12,7 +12,7 @@
 //     successfully"}; a bad one {"type":"error","message":"Invalid or inactive API key"} and close
 //     1008 with that reason. Anything else first (bad JSON, another type), or nothing in time,
 //     gets {"type":"error","message":"Invalid message format"} (or the auth-required text on
-//     timeout) and close 1008 "Authentication required: ...", as the seed's product does.
+//     timeout) and close 1008 "Authentication required: ...", as the ChatOps backend does.
 //   - After auth, bad JSON, an unknown type or an invalid field gets {"type":"error","message":
 //     "Invalid message format"} and the socket STAYS OPEN: one bad sample must not cost an agent
 //     its connection (and its commands in flight). A frame over Config.AgentMaxFrameBytes closes
