@@ -240,11 +240,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	front.HTTP.Handler = edgeSvc.TrackREST(front.Mux)
 
 	s.mu.Lock()
-<<<<<<< HEAD
-	s.nats, s.auth, s.edge, s.devKey, s.front = ns, authSvc, edgeSvc, devKey.Key, front
-=======
-	s.nats, s.auth, s.edge, s.devKey, s.devID = ns, authSvc, edgeSvc, devKey.Key, devKey.ID
->>>>>>> h1-ingest
+	s.nats, s.auth, s.edge, s.devKey, s.devID, s.front = ns, authSvc, edgeSvc, devKey.Key, devKey.ID, front
 	s.mu.Unlock()
 	for _, r := range front.Runners() {
 		w.add(r.Name, r.Runner)
@@ -358,23 +354,16 @@ Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second
   REST       %[5]s://%[1]s/api/v3/connections   (every live connection in the fleet)
   gRPC       %[2]s   (reflection on: grpcurl %[7]s %[2]s list)
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
-<<<<<<< HEAD
   curl -sk -X POST %[5]s://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
-Start an agent (dev API key for server %[3]s, made at start, gone at exit):
-  cd services/agent && go run ./cmd/herald-agent -url %[6]s://%[1]s/api/v1/agents/ws -api-key %[4]s -enable-commands
-Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
-
-`, h, g, DevServerID, s.DevAPIKey(), web, ws, grpcurl, tlsLine)
-=======
-  curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
 %[3]s
 Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
 
-`, h, g, s.agentHint(h))
+`, h, g, s.agentHint(ws+"://"+h), s.DevAPIKey(), web, ws, grpcurl, tlsLine)
 }
 
-// agentHint is the Banner's line on starting an agent with the dev key.
-func (s *Stack) agentHint(h string) string {
+// agentHint is the Banner's line on starting an agent with the dev key; base is the edge's
+// ws:// or wss:// address.
+func (s *Stack) agentHint(base string) string {
 	s.mu.Lock()
 	key, id := s.devKey, s.devID
 	s.mu.Unlock()
@@ -387,6 +376,5 @@ func (s *Stack) agentHint(h string) string {
 		life = "made once and kept in Redis: note it, later starts reuse it"
 	}
 	return fmt.Sprintf("Start an agent (dev API key for server %s, %s):\n"+
-		"  cd services/agent && go run ./cmd/herald-agent -url ws://%s/api/v1/agents/ws -api-key %s", DevServerID, life, h, key)
->>>>>>> h1-ingest
+		"  cd services/agent && go run ./cmd/herald-agent -url %s/api/v1/agents/ws -api-key %s -enable-commands", DevServerID, life, base, key)
 }

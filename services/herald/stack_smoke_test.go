@@ -195,7 +195,7 @@ func listServices(t *testing.T, cc *grpc.ClientConn) []string {
 // is made by the first start and reused by the next, not added every time.
 func TestStackWithRedisMakesOneDevKey(t *testing.T) {
 	rs := redistest.Start(t)
-	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", RedisURL: rs.URL()}
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}, RedisURL: rs.URL()}
 	cfg.Auth.AdminPassword = "correct horse"
 	cfg.Auth.BcryptCost = bcrypt.MinCost
 	var b bytes.Buffer
