@@ -41,7 +41,7 @@ type stack struct {
 	addr   string
 }
 
-func startStack(t *testing.T, cfg ingest.Config) *stack {
+func startStack(t testing.TB, cfg ingest.Config) *stack {
 	t.Helper()
 	ns := natstest.RunServer(t)
 	nc := natstest.Connect(t, ns)
@@ -87,7 +87,7 @@ func startStack(t *testing.T, cfg ingest.Config) *stack {
 }
 
 // clientWith is an EventService client whose calls carry a token with perms (none: no token).
-func (s *stack) clientWith(t *testing.T, perms ...string) heraldv1.EventServiceClient {
+func (s *stack) clientWith(t testing.TB, perms ...string) heraldv1.EventServiceClient {
 	t.Helper()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if perms != nil {
@@ -98,6 +98,9 @@ func (s *stack) clientWith(t *testing.T, perms ...string) heraldv1.EventServiceC
 		opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
 			cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
 			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+raw), method, req, reply, cc, o...)
+		}), grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
+			method string, streamer grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+raw), desc, cc, method, o...)
 		}))
 	}
 	conn, err := grpc.NewClient(s.addr, opts...)
