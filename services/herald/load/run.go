@@ -418,7 +418,7 @@ func (p *natsPublisher) publish(seq int64, pad string) error {
 }
 
 func (p *natsPublisher) flush(*atomic.Int64) { _ = p.nc.FlushTimeout(5 * time.Second) }
-func (p *natsPublisher) close()             { p.nc.Close() }
+func (p *natsPublisher) close()              { p.nc.Close() }
 
 type grpcPublisher struct {
 	conn   *grpc.ClientConn
@@ -507,7 +507,6 @@ func (g *grpcPublisher) flush(errs *atomic.Int64) {
 }
 
 func (g *grpcPublisher) close() { _ = g.conn.Close() }
-
 
 // window remembers which of the last windowSize event numbers a client has seen, so a repeat
 // is told from an event that merely arrived out of order (concurrent unary publishers).
