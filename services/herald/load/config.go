@@ -36,7 +36,7 @@ const (
 // Config is one run.
 type Config struct {
 	Edges   []string // DRP socket URLs, ws://127.0.0.1:8080/api/v3/ws; clients are spread over them
-	Token   string   // Herald token or user:password for the sockets (and gRPC when it is a token)
+	Token   string   // Herald token, or user:password to log in with once, for the sockets and gRPC
 	Clients int      // WebSocket clients
 	Sources int      // source addresses 127.0.0.2... the clients are spread over (0: 1, the default address)
 

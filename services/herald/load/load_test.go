@@ -65,9 +65,6 @@ func TestRunAgainstStack(t *testing.T) {
 				Type:     "load" + strings.ReplaceAll(mode, "-", ""),
 				Pids:     []int{os.Getpid()},
 			}
-			if mode != load.PublishNATS {
-				cfg.GRPCToken = adminToken(t, s)
-			}
 			res, err := load.Run(t.Context(), cfg, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -92,15 +89,6 @@ func TestRunAgainstStack(t *testing.T) {
 			}
 		})
 	}
-}
-
-func adminToken(t *testing.T, s *herald.Stack) string {
-	t.Helper()
-	tok, err := load.Login("http://"+s.HTTPAddr(), "admin", "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 // Targets off this machine are refused before anything is dialled.

@@ -89,6 +89,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	if _, err := raiseFileLimit(); err != nil {
 		log.Warn("cannot raise the open-file limit", "err", err)
 	}
+	if user, password, ok := strings.Cut(cfg.Token, ":"); ok {
+		// Log in once: a password on every socket would measure bcrypt, not the edge, and
+		// gRPC takes only tokens.
+		base := strings.SplitN(cfg.Edges[0], "/", 4)[2] // the host:port of ws://host:port/...
+		tok, err := Login("http://"+base, user, password)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.GRPCToken == cfg.Token {
+			cfg.GRPCToken = tok
+		}
+		cfg.Token = tok
+	}
 	pub, err := newPublisher(ctx, cfg)
 	if err != nil {
 		return nil, err
