@@ -15,7 +15,7 @@ import (
 )
 
 // startStack runs the all-in-one Herald with its NATS listening on a loopback port.
-func startStack(t *testing.T) *herald.Stack {
+func startStack(t testing.TB) *herald.Stack {
 	t.Helper()
 	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}
 	cfg.NATS.StoreDir = t.TempDir()
