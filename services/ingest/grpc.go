@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -131,6 +132,11 @@ func (g *eventServer) receive(ctx context.Context, stream grpc.BidiStreamingServ
 		}
 		if err != nil {
 			return err
+		}
+		if !who.expires.IsZero() && time.Now().After(who.expires) {
+			// The stream authenticated once; it must not outlive its token. Events already
+			// received are still answered.
+			return status.Error(codes.Unauthenticated, "token expired: open a new stream with a fresh token")
 		}
 		var s streamed
 		if s.ev, s.err = g.permitted(who, req.GetEvent()); s.err == nil {

@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,7 @@ type stack struct {
 	svc    *ingest.Service
 	client heraldv1.EventServiceClient // sends a token that may post every event
 	issuer *token.Issuer
+	priv   ed25519.PrivateKey // the issuer's key, for tokens with other lifetimes
 	addr   string
 }
 
@@ -81,7 +83,7 @@ func startStack(t testing.TB, cfg ingest.Config) *stack {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
-	s := &stack{ns: ns, nc: nc, svc: svc, issuer: issuer, addr: lis.Addr().String()}
+	s := &stack{ns: ns, nc: nc, svc: svc, issuer: issuer, priv: priv, addr: lis.Addr().String()}
 	s.client = s.clientWith(t, "*.*.*")
 	return s
 }
@@ -89,9 +91,15 @@ func startStack(t testing.TB, cfg ingest.Config) *stack {
 // clientWith is an EventService client whose calls carry a token with perms (none: no token).
 func (s *stack) clientWith(t testing.TB, perms ...string) heraldv1.EventServiceClient {
 	t.Helper()
+	return s.clientIssued(t, s.issuer, perms...)
+}
+
+// clientIssued is clientWith with tokens from issuer.
+func (s *stack) clientIssued(t testing.TB, issuer *token.Issuer, perms ...string) heraldv1.EventServiceClient {
+	t.Helper()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if perms != nil {
-		raw, _, err := s.issuer.Issue("publisher", perms)
+		raw, _, err := issuer.Issue("publisher", perms)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
+	"github.com/heraldhq/herald/pkg/token"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/ingest"
 )
@@ -161,4 +162,42 @@ func TestPublishRetriedWithSameIDIsStoredAndDeliveredOnce(t *testing.T) {
 	if _, err := s.client.Publish(t.Context(), &heraldv1.PublishRequest{Event: bad}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("id with a space: %v, want InvalidArgument", err)
 	}
+}
+
+// A stream authenticates once and ends with Unauthenticated once its token has expired; every
+// event received before is still answered.
+func TestPublishStreamEndsWhenItsTokenExpires(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, ingest.Config{})
+	shortLived := token.NewIssuer(s.priv, 2*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	stream, err := s.clientIssued(t, shortLived, "*.*.*").PublishStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				answered <- err
+				return
+			}
+		}
+	}()
+	// Keep publishing, a bounded number of times, until the server ends the stream.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < 400; i++ {
+		select {
+		case err := <-answered:
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("stream ended with %v, want Unauthenticated", err)
+			}
+			return
+		case <-tick.C:
+			_ = stream.Send(&heraldv1.PublishStreamRequest{Event: machineEvent(i)})
+		}
+	}
+	t.Fatal("stream still open long after its token expired")
 }
