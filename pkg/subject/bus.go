@@ -29,3 +29,8 @@ func AuthAPIKeyRevoked(keyID string) string {
 // Kick is the subject one instance (edge or ingest) listens on for requests to close one of the
 // connections it holds (ConnectionService.Kick).
 func Kick(instance string) string { return "herald.conn.kick." + EncodeToken(instance) }
+
+// MsgIDHeader is the NATS header carrying an event's id. JetStream stores a message once per id
+// within the stream's duplicate window and answers a repeat with the original sequence, which
+// makes a retried publish idempotent.
+const MsgIDHeader = "Nats-Msg-Id"

@@ -34,6 +34,7 @@ func run() error {
 	key := flag.String("key", "", "event key, e.g. global")
 	scope := flag.String("scope", "", `event scope (default "global")`)
 	object := flag.String("object", "null", "event object as JSON")
+	id := flag.String("id", "", "event id: publishing the same id again stores nothing new (default: generated)")
 	timeout := flag.Duration("timeout", 10*time.Second, "how long to wait for the acknowledgement")
 	tok := flag.String("token", os.Getenv("HERALD_TOKEN"), "a Herald token allowed events.post.<type>, or user:password (default $HERALD_TOKEN)")
 	flag.Parse()
@@ -59,11 +60,15 @@ func run() error {
 		return err
 	}
 	resp, err := heraldv1.NewEventServiceClient(conn).Publish(ctx, &heraldv1.PublishRequest{
-		Event: &heraldv1.Event{Type: *typ, Action: *action, Key: *key, Scope: *scope, Object: val},
+		Event: &heraldv1.Event{Type: *typ, Action: *action, Key: *key, Scope: *scope, Object: val, Id: *id},
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("published %s sequence %d\n", resp.GetSubject(), resp.GetSequence())
+	dup := ""
+	if resp.GetDuplicate() {
+		dup = " (already stored: a duplicate)"
+	}
+	fmt.Printf("published %s sequence %d id %s%s\n", resp.GetSubject(), resp.GetSequence(), resp.GetId(), dup)
 	return nil
 }
