@@ -7,9 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,32 +28,10 @@ import (
 	"github.com/heraldhq/herald/services/herald"
 )
 
-var (
-	agentBinOnce sync.Once
-	agentBin     string
-	agentBinErr  error
-)
-
 // agentBinary builds the real herald-agent once per test run.
 func agentBinary(t *testing.T) string {
 	t.Helper()
-	agentBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "herald-agent-bin")
-		if err != nil {
-			agentBinErr = err
-			return
-		}
-		agentBin = filepath.Join(dir, "herald-agent")
-		cmd := exec.Command("go", "build", "-o", agentBin, "./cmd/herald-agent")
-		cmd.Dir = "../agent"
-		if out, err := cmd.CombinedOutput(); err != nil {
-			agentBinErr = fmt.Errorf("go build herald-agent: %v\n%s", err, out)
-		}
-	})
-	if agentBinErr != nil {
-		t.Fatal(agentBinErr)
-	}
-	return agentBin
+	return testutil.GoBuild(t, "../agent", "./cmd/herald-agent")
 }
 
 // startAgentStack is startStack with heartbeats short enough to observe in a test.

@@ -306,6 +306,7 @@ func (s *Stack) Banner(w io.Writer) {
 	fmt.Fprintf(w, `
 Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second Ctrl-C exits at once.
   HTTP       http://%[1]s   (health: /healthz, /readyz)
+  Console    http://%[1]s/console/   (log in as admin)
   WebSocket  ws://%[1]s/api/v3/ws   (Digital Rebar dialect)
              ws://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
              ws://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
@@ -317,7 +318,7 @@ Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged
   curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
 Start an agent (dev API key for server %[3]s, made at start, gone at exit):
   cd services/agent && go run ./cmd/herald-agent -url ws://%[1]s/api/v1/agents/ws -api-key %[4]s
-Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
+The CLI: go run ./services/herald/cmd/herald login -u admin, then herald watch, run, keys, ... (herald --help)
 
 `, h, g, DevServerID, s.DevAPIKey())
 }
