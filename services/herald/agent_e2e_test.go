@@ -46,11 +46,12 @@ func startAgentStack(t *testing.T) *herald.Stack {
 	return runStack(t, cfg)
 }
 
-// startAgent runs the real agent binary against url until the test ends or it is killed.
-func startAgent(t *testing.T, url, key string) *exec.Cmd {
+// startAgent runs the real agent binary against url until the test ends or it is killed;
+// extra are more of its flags.
+func startAgent(t *testing.T, url, key string, extra ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), "-url", url, "-interval", "200ms", "-enable-commands",
-		"-ping-interval", "500ms")
+	cmd := exec.Command(agentBinary(t), append([]string{"-url", url, "-interval", "200ms", "-enable-commands",
+		"-ping-interval", "500ms"}, extra...)...)
 	cmd.Env = append(os.Environ(), "HERALD_API_KEY="+key)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -3,6 +3,7 @@ module github.com/heraldhq/herald/services/herald
 go 1.26.8
 
 require (
+	github.com/chromedp/chromedp v0.23.1
 	github.com/gorilla/websocket v1.5.3
 	github.com/heraldhq/herald/pkg v0.0.0-00010101000000-000000000000
 	github.com/heraldhq/herald/proto v0.0.0-00010101000000-000000000000
@@ -19,6 +20,8 @@ require (
 )
 
 require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
 )
