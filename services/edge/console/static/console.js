@@ -62,7 +62,8 @@ async function api(method, path, body) {
   return data;
 }
 const errorText = (d, resp) =>
-  (d && (d.error || d.message || (d.Messages && d.Messages.join(' ')))) || resp.status + ' ' + resp.statusText;
+  (d && (d.error || d.message || (typeof d.detail === 'string' && d.detail) || (d.Messages && d.Messages.join(' ')))) ||
+  resp.status + ' ' + resp.statusText;
 
 async function login(ev) {
   ev.preventDefault();
@@ -214,15 +215,29 @@ async function serversPage(page) {
     render();
   }));
   render();
+  // Who is there now: the edge's server listing (agents online and those that reported facts)
+  // where it serves one, else the agents among the fleet's connections.
   try {
-    for (const c of await api('GET', '/api/v3/connections')) {
-      if (c.Endpoint !== 'agent' || !c.ServerID) continue;
-      const s = get(c.ServerID);
-      s.online = true; s.lastSeen = s.lastSeen || Date.now();
+    let listed = null;
+    try { listed = await api('GET', '/api/v1/servers'); } catch { listed = null; }
+    if (Array.isArray(listed)) {
+      for (const x of listed) {
+        const s = get(x.id);
+        if (s.online === undefined) s.online = x.status === 'online';
+        if (!s.facts && x.metadata && typeof x.metadata === 'object') s.facts = x.metadata.facts || x.metadata;
+        s.lastSeen = s.lastSeen || Date.parse(x.last_seen || '') || 0;
+      }
+    } else {
+      for (const c of await api('GET', '/api/v3/connections')) {
+        if (c.Endpoint !== 'agent' || !c.ServerID) continue;
+        const s = get(c.ServerID);
+        if (s.online === undefined) s.online = true;
+        s.lastSeen = s.lastSeen || Date.now();
+      }
     }
     render();
   } catch (e) {
-    page.append(el('p', { class: 'error', text: 'Connections not listed: ' + e.message }));
+    page.append(el('p', { class: 'error', text: 'Servers not listed: ' + e.message }));
   }
 }
 
@@ -278,8 +293,8 @@ function serverPage(page, id) {
 }
 const normLevel = (l) => ({ warn: 'warning', err: 'error', critical: 'error', fatal: 'error' }[(l || '').toLowerCase()] || (l || 'info').toLowerCase());
 
-// commandBox runs a shell command through the edge's REST commands endpoint
-// (POST /api/v1/commands/{server_id} with {"command"}) and shows the output and exit code.
+// commandBox runs a shell command through the edge's REST commands endpoint, ChatOps' shape:
+// POST /api/v1/commands/{server_id} {"command"} answers {"success","output","error","exit_code"}.
 function commandBox(id) {
   const input = el('input', { id: 'cmd-input', placeholder: 'uname -a', size: '50' });
   const out = el('pre', { class: 'output', id: 'cmd-output' });
@@ -291,7 +306,7 @@ function commandBox(id) {
     try {
       const r = await api('POST', '/api/v1/commands/' + encodeURIComponent(id), { command: input.value });
       out.textContent = r.output || '';
-      exit.textContent = 'exit ' + r.exit_code;
+      exit.textContent = r.exit_code === null || r.exit_code === undefined ? 'failed: ' + (r.error || 'no exit code') : 'exit ' + r.exit_code;
       exit.dataset.code = String(r.exit_code);
     } catch (e) {
       exit.textContent = 'failed: ' + e.message;
