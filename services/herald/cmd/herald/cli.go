@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -83,6 +84,8 @@ type cli struct {
 	context    string // --context: which context to use (default: the current one)
 	server     string // --edge: override the context's edge URL
 	grpcAddr   string // --grpc: override the context's gRPC address
+	grpcTLS    bool   // --grpc-tls: gRPC over TLS
+	insecure   bool   // --insecure: accept any certificate
 	token      string // --token: a token or user:password (default $HERALD_TOKEN, then the context's)
 	output     string // --output: table or json
 	timeout    time.Duration
@@ -155,6 +158,8 @@ denied, 5 not found, 6 unavailable or timed out, 7 a watched stream closed by th
 	pf.StringVar(&c.context, "context", "", "context (deployment) to use (default: the current one)")
 	pf.StringVar(&c.server, "edge", "", "the edge's URL, e.g. http://127.0.0.1:8080 (default: the context's)")
 	pf.StringVar(&c.grpcAddr, "grpc", "", "gRPC address host:port (default: the context's)")
+	pf.BoolVar(&c.grpcTLS, "grpc-tls", false, "speak TLS to the gRPC address (default: the context's; https edges usually want it)")
+	pf.BoolVar(&c.insecure, "insecure", false, "accept any TLS certificate, e.g. the development stack's self-signed one (default: the context's)")
 	pf.StringVar(&c.token, "token", "", "a Herald token or user:password (default $HERALD_TOKEN, then the context's token)")
 	pf.StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long a request may take")
@@ -198,21 +203,26 @@ func (c *cli) loadConfig() (*Config, string, error) {
 
 // target is where a command goes and with which credentials.
 type target struct {
-	name   string // the context's name
-	server string
-	grpc   string
-	cred   string // a token or user:password; empty: none
+	name     string // the context's name
+	server   string
+	grpc     string
+	grpcTLS  bool
+	insecure bool
+	cred     string // a token or user:password; empty: none
 }
 
-// endpoints resolves the context's name, its stored entry (nil when there is none) and where
-// it points, with --server and --grpc applied.
-func (c *cli) endpoints(cfg *Config) (name string, stored *Context, server, grpcAddr string) {
-	name = firstOf(c.context, firstOf(cfg.Current, defaultContext))
-	server, grpcAddr = defaultServer, defaultGRPC
-	if stored = cfg.Contexts[name]; stored != nil {
-		server, grpcAddr = stored.Server, stored.GRPC
+// endpoints resolves the context's name and its stored entry (nil when there is none), and
+// where it points, with --edge, --grpc, --grpc-tls and --insecure applied.
+func (c *cli) endpoints(cfg *Config) (stored *Context, t target) {
+	t = target{name: firstOf(c.context, firstOf(cfg.Current, defaultContext)), server: defaultServer, grpc: defaultGRPC}
+	if stored = cfg.Contexts[t.name]; stored != nil {
+		t.server, t.grpc, t.grpcTLS, t.insecure = stored.Server, stored.GRPC, stored.GRPCTLS, stored.Insecure
 	}
-	return name, stored, strings.TrimRight(firstOf(c.server, server), "/"), firstOf(c.grpcAddr, grpcAddr)
+	t.server = strings.TrimRight(firstOf(c.server, t.server), "/")
+	t.grpc = firstOf(c.grpcAddr, t.grpc)
+	t.grpcTLS = t.grpcTLS || c.grpcTLS
+	t.insecure = t.insecure || c.insecure
+	return stored, t
 }
 
 // target resolves the context and the flags that override it.
@@ -221,11 +231,11 @@ func (c *cli) target() (target, error) {
 	if err != nil {
 		return target{}, err
 	}
-	name, stored, server, grpcAddr := c.endpoints(cfg)
+	stored, t := c.endpoints(cfg)
+	name := t.name
 	if stored == nil && c.context != "" {
 		return target{}, withCode(exitUsage, fmt.Errorf("no context %q (see herald context list)", name))
 	}
-	t := target{name: name, server: server, grpc: grpcAddr}
 	switch {
 	case c.token != "":
 		t.cred = c.token
@@ -255,9 +265,13 @@ func (c *cli) dialGRPC(ctx context.Context, t target, extra time.Duration) (*grp
 	if err := t.needCred(); err != nil {
 		return nil, nil, nil, err
 	}
-	// Herald's development stack serves gRPC on loopback without TLS; a deployment puts TLS
-	// in front (see the README).
-	cc, err := grpc.NewClient(t.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The development stack serves gRPC on loopback without TLS unless asked; a deployment
+	// has TLS (--grpc-tls).
+	creds := insecure.NewCredentials()
+	if t.grpcTLS {
+		creds = credentials.NewTLS(t.tlsConfig())
+	}
+	cc, err := grpc.NewClient(t.grpc, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, nil, nil, withCode(exitUsage, fmt.Errorf("--grpc %q: %w", t.grpc, err))
 	}

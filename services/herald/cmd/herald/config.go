@@ -13,9 +13,11 @@ import (
 
 // Context is one deployment the CLI talks to, with the token `herald login` got there.
 type Context struct {
-	Server    string    `json:"edge"`           // the edge's base URL, http://host:port
-	GRPC      string    `json:"grpc"`           // host:port of the gRPC services
-	User      string    `json:"user,omitempty"` // who logged in
+	Server    string    `json:"edge"`               // the edge's base URL, http://host:port
+	GRPC      string    `json:"grpc"`               // host:port of the gRPC services
+	GRPCTLS   bool      `json:"grpc_tls,omitempty"` // gRPC over TLS
+	Insecure  bool      `json:"insecure,omitempty"` // accept any certificate (a development one)
+	User      string    `json:"user,omitempty"`     // who logged in
 	Token     string    `json:"token,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,10 +25,11 @@ type loginResult struct {
 }
 
 // httpLogin exchanges a user name and password for a token at the edge.
-func httpLogin(ctx context.Context, server, user, pass string) (loginResult, error) {
+func httpLogin(ctx context.Context, t target, user, pass string) (loginResult, error) {
 	body, _ := json.Marshal(map[string]string{"username": user, "password": pass})
 	var out loginResult
-	err := doJSON(ctx, http.MethodPost, server+"/api/v1/auth/login", "", body, &out)
+	t.cred = "" // the body carries the credentials
+	err := doJSON(ctx, t, http.MethodPost, "/api/v1/auth/login", body, &out)
 	return out, err
 }
 
@@ -41,7 +43,7 @@ func bearerToken(ctx context.Context, t target) (string, error) {
 	if !ok {
 		return t.cred, nil
 	}
-	res, err := httpLogin(ctx, t.server, user, pass)
+	res, err := httpLogin(ctx, t, user, pass)
 	if err != nil {
 		return "", fmt.Errorf("login: %w", err)
 	}
@@ -57,12 +59,19 @@ func authHeader(cred string) string {
 	return "Bearer " + cred
 }
 
-// httpClient bounds every plain request; sockets use their own dialer.
-var httpClient = &http.Client{Timeout: 30 * time.Second}
+// tlsConfig is the client TLS of the target: the system's roots, or none checked with
+// --insecure (a development certificate).
+func (t target) tlsConfig() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: t.insecure} //nolint:gosec // only when the user asks for it
+}
 
-// doJSON sends body (nil: none) with the credentials (empty: none) and decodes a 2xx answer
-// into out. Other answers become errors with the exit code of their status.
-func doJSON(ctx context.Context, method, u, cred string, body []byte, out any) error {
+// doJSON sends body (nil: none) to the edge with the target's credentials (empty: none) and
+// decodes a 2xx answer into out. Other answers become errors with the exit code of their status.
+func doJSON(ctx context.Context, t target, method, path string, body []byte, out any) error {
+	u, cred := t.server+path, t.cred
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment, TLSClientConfig: t.tlsConfig()}}
+	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return withCode(exitUsage, err)
@@ -73,7 +82,7 @@ func doJSON(ctx context.Context, method, u, cred string, body []byte, out any) e
 	if cred != "" {
 		req.Header.Set("Authorization", authHeader(cred))
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return withCode(exitUnavailable, err)
 	}
@@ -124,10 +133,10 @@ func httpError(what string, resp *http.Response, body []byte) error {
 }
 
 // dialWS opens a socket at path on the edge; header may carry credentials.
-func dialWS(ctx context.Context, server, path string, query url.Values, header http.Header) (*websocket.Conn, error) {
-	u, err := url.Parse(server + path)
+func dialWS(ctx context.Context, t target, path string, query url.Values, header http.Header) (*websocket.Conn, error) {
+	u, err := url.Parse(t.server + path)
 	if err != nil {
-		return nil, withCode(exitUsage, fmt.Errorf("--edge %q: %w", server, err))
+		return nil, withCode(exitUsage, fmt.Errorf("--edge %q: %w", t.server, err))
 	}
 	switch u.Scheme {
 	case "http":
@@ -136,7 +145,7 @@ func dialWS(ctx context.Context, server, path string, query url.Values, header h
 		u.Scheme = "wss"
 	}
 	u.RawQuery = query.Encode()
-	d := websocket.Dialer{HandshakeTimeout: 15 * time.Second, Proxy: http.ProxyFromEnvironment}
+	d := websocket.Dialer{HandshakeTimeout: 15 * time.Second, Proxy: http.ProxyFromEnvironment, TLSClientConfig: t.tlsConfig()}
 	ws, resp, err := d.DialContext(ctx, u.String(), header)
 	if err != nil {
 		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {

@@ -25,7 +25,8 @@ which becomes the current context. The password comes from --password-stdin, els
 $HERALD_PASSWORD, else a prompt on the terminal.`,
 		Example: `  herald login -u admin
   herald login -u admin --password-stdin <<<"$PW"
-  herald --context prod --edge https://herald.example.com --grpc herald.example.com:443 login -u ops`,
+  herald --context prod --edge https://herald.example.com --grpc herald.example.com:443 --grpc-tls login -u ops
+  herald --edge https://127.0.0.1:8443 --insecure login -u admin   # a self-signed development certificate`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pass, err := c.password(passwordStdin)
@@ -36,13 +37,15 @@ $HERALD_PASSWORD, else a prompt on the terminal.`,
 			if err != nil {
 				return err
 			}
-			name, _, server, grpcAddr := c.endpoints(cfg)
-			res, err := httpLogin(cmd.Context(), server, user, pass)
+			_, t := c.endpoints(cfg)
+			name, server := t.name, t.server
+			res, err := httpLogin(cmd.Context(), t, user, pass)
 			if err != nil {
 				return err
 			}
 			exp, _ := time.Parse(time.RFC3339, res.ExpiresAt)
-			cfg.Contexts[name] = &Context{Server: server, GRPC: grpcAddr, User: user, Token: res.Token, ExpiresAt: exp}
+			cfg.Contexts[name] = &Context{Server: server, GRPC: t.grpc, GRPCTLS: t.grpcTLS, Insecure: t.insecure,
+				User: user, Token: res.Token, ExpiresAt: exp}
 			cfg.Current = name
 			if err := cfg.save(path); err != nil {
 				return fmt.Errorf("saving the token: %w", err)

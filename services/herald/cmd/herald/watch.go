@@ -53,7 +53,7 @@ socket (exit 7, with the close code and reason on stderr).`,
 			if since != "" {
 				q.Set("since", since)
 			}
-			ws, err := dialWS(cmd.Context(), t.server, drpPath, q, http.Header{"Authorization": {authHeader(t.cred)}})
+			ws, err := dialWS(cmd.Context(), t, drpPath, q, http.Header{"Authorization": {authHeader(t.cred)}})
 			if err != nil {
 				return err
 			}
@@ -144,7 +144,7 @@ shows one line each. It ends like watch: Ctrl-C or --count (exit 0), closed by t
 			if err != nil {
 				return err
 			}
-			ws, err := dialWS(cmd.Context(), t.server, path+url.PathEscape(args[0]), nil, nil)
+			ws, err := dialWS(cmd.Context(), t, path+url.PathEscape(args[0]), nil, nil)
 			if err != nil {
 				return err
 			}
