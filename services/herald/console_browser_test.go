@@ -139,6 +139,26 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot("2-server")
 
+	// Twenty charts of 120 points each, every one redrawn per round as a new sample arrives
+	// (1 sample/s each is one round a second): a round must fit well inside a frame.
+	perRound, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => {
+		const box = document.createElement('div'); box.className = 'charts'; document.body.append(box);
+		const cs = Array.from({length: 20}, (_, i) => { const c = new Chart('bench ' + i, '%'); box.append(c.node);
+			for (let j = 0; j < 120; j++) c.points.push(Math.random() * 100); return c; });
+		const t0 = performance.now();
+		for (let r = 0; r < 50; r++) for (const c of cs) { c.points.push(Math.random() * 100); c.points.shift(); c.draw(); }
+		const per = (performance.now() - t0) / 50;
+		box.remove();
+		return per;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("20 charts redrawn with a new sample each: %.2f ms per round", perRound)
+	if perRound > 50 {
+		t.Errorf("20 charts take %.1f ms per round: not smooth", perRound)
+	}
+
 	// Events: under profiles.save.* a profiles event shows and a machines one does not; under
 	// machines.*.* the other way round.
 	tok := adminToken(t, s)
