@@ -120,13 +120,29 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitJS(t, ctx, "logs socket connected", `document.querySelector('.sock[data-socket=logs][data-state=connected]') !== null`, 10*time.Second)
 	// The agent tails from the end of the file and polls it: write until the line shows.
 	line := "console test line " + time.Now().Format(time.RFC3339Nano)
-	if f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0); err != nil {
-		t.Fatal(err)
-	} else {
-		_, _ = fmt.Fprintf(f, "ERROR %s\n", line)
-		f.Close()
+	writeLog := func(text string) {
+		t.Helper()
+		f, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := fmt.Fprintln(f, text); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitJS(t, ctx, "the log line in the tail", fmt.Sprintf(`document.querySelector('#log-tail').textContent.includes(%q)`, line), 15*time.Second)
+	writeLog("ERROR " + line)
+	writeLog("INFO quiet " + line)
+	lineShown := func(text string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll('#log-tail .log-line')].some((n) => !n.hidden && n.textContent.includes(%q))`, text)
+	}
+	waitJS(t, ctx, "the log lines in the tail", lineShown("ERROR "+line)+" && "+lineShown("quiet "+line), 15*time.Second)
+	// The level filter keeps the error line and hides the info one.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.querySelector('#log-level');
+		s.value = 'error'; s.dispatchEvent(new Event('change')); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "level error shows errors only", lineShown("ERROR "+line)+" && !"+lineShown("quiet "+line), 5*time.Second)
 
 	// The command box: echo hi prints hi and exit 0, through the edge's REST commands endpoint.
 	if commandsEndpoint(t, s) {
