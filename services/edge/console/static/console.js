@@ -136,10 +136,22 @@ const monitorSocket = (name, kind, id, onmessage) => new Live(name, wsURL('/api/
   onmessage,
 });
 // drpSocket opens Digital Rebar's event socket and registers the patterns on each (re)connect.
-const drpSocket = (name, patterns, onevent) => new Live(name, () => wsURL('/api/v3/ws?token=' + encodeURIComponent(session.token)), {
-  onopen: (ws) => patterns().forEach((p) => ws.send('register ' + p)),
-  onmessage: onevent,
-});
+// It keeps the last event's stream position, so a reconnect resumes after it (?since= and
+// "resume") and no event is lost across a dropped socket or a restarted edge.
+function drpSocket(name, patterns, onevent) {
+  let pos = '';
+  return new Live(name, () => wsURL('/api/v3/ws?token=' + encodeURIComponent(session.token) + (pos ? '&since=' + encodeURIComponent(pos) : '')), {
+    onopen: (ws) => {
+      patterns().forEach((p) => ws.send('register ' + p));
+      if (pos) ws.send('resume');
+    },
+    onmessage: (ev) => {
+      if (ev.Position) pos = ev.Position;
+      if (ev.Type === 'websocket' && ev.Action === 'error' && ev.Object && ev.Object.Code === 410) pos = ''; // too old: live from here
+      onevent(ev);
+    },
+  });
+}
 
 // ---- charts --------------------------------------------------------------------------
 

@@ -132,17 +132,26 @@ func httpError(what string, resp *http.Response, body []byte) error {
 	return err
 }
 
-// dialWS opens a socket at path on the edge; header may carry credentials.
-func dialWS(ctx context.Context, t target, path string, query url.Values, header http.Header) (*websocket.Conn, error) {
-	u, err := url.Parse(t.server + path)
+// socketURL is the ws:// or wss:// URL of path on an edge given as http(s)://host:port.
+func socketURL(edge, path string) (*url.URL, error) {
+	u, err := url.Parse(edge + path)
 	if err != nil {
-		return nil, withCode(exitUsage, fmt.Errorf("--edge %q: %w", t.server, err))
+		return nil, withCode(exitUsage, fmt.Errorf("edge URL %q: %w", edge, err))
 	}
 	switch u.Scheme {
 	case "http":
 		u.Scheme = "ws"
 	case "https":
 		u.Scheme = "wss"
+	}
+	return u, nil
+}
+
+// dialWS opens a socket at path on the edge; header may carry credentials.
+func dialWS(ctx context.Context, t target, path string, query url.Values, header http.Header) (*websocket.Conn, error) {
+	u, err := socketURL(t.server, path)
+	if err != nil {
+		return nil, err
 	}
 	u.RawQuery = query.Encode()
 	d := websocket.Dialer{HandshakeTimeout: 15 * time.Second, Proxy: http.ProxyFromEnvironment, TLSClientConfig: t.tlsConfig()}

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldhq/herald/pkg/drpwatch"
 )
 
 // Paths of the edge's sockets this CLI opens.
@@ -23,25 +26,29 @@ const (
 func (c *cli) watchCmd() *cobra.Command {
 	var since string
 	var count int
+	var edges []string
 	cmd := &cobra.Command{
 		Use:   "watch [PATTERN...]",
-		Short: "Stream Digital Rebar events matching type.action.key patterns (default *.*.*)",
-		Long: `watch opens the edge's Digital Rebar socket (/api/v3/ws, credentials in the
-Authorization header, never in the URL) and registers each pattern, like 'drpcli events
-watch'. A pattern is type.action.key: '*' is a whole field, a field may be a comma list
-(machines,profiles.save.*). With -o json every frame is printed as the edge sent it, the
-registration acknowledgements included; the table shows one line per event.
+		Short: "Stream Digital Rebar events matching type.action.key patterns (default *.*.*), losing none",
+		Long: `watch opens the edge's Digital Rebar socket (/api/v3/ws) and registers each pattern, like
+'drpcli events watch'. A pattern is type.action.key: '*' is a whole field, a field may be a
+comma list (machines,profiles.save.*). With -o json every event is printed as the edge sent
+it; the table shows one line per event, its stream position last.
 
-It runs until Ctrl-C (exit 0), --count events arrived (exit 0), or the server closes the
-socket (exit 7, with the close code and reason on stderr).`,
+It never loses an event: when the socket ends it reconnects with jittered backoff, to the
+next of --edges in turn, and resumes after the last event's position; --since starts from a
+position printed earlier. What is not an event (resumed, too old, disconnected) goes to
+stderr. The token travels as DRP's ?token= query parameter, the one way that dialect takes it
+on every edge.
+
+It runs until Ctrl-C or --count events arrived (exit 0), the credentials are refused (3), or
+the edge refuses a pattern (2, or 4 outside the user's permissions).`,
 		Example: `  herald watch 'profiles.*.*'
   herald watch 'machines.create,save.*' 'agents.*.*' -o json
-  herald watch 'jobs.ret.*' --count 1       # wait for the next command result
-  herald watch 'profiles.*.*' --since 42    # from a stream position, where the edge supports it`,
+  herald watch 'jobs.ret.*' --count 1                # wait for the next command result
+  herald watch 'profiles.*.*' --since 1733100000:42  # from a position printed earlier
+  herald watch --edges http://edge-2:8080,http://edge-3:8080 'machines.*.*'`,
 		RunE: func(cmd *cobra.Command, patterns []string) error {
-			if len(patterns) == 0 {
-				patterns = []string{"*.*.*"}
-			}
 			t, err := c.target()
 			if err != nil {
 				return err
@@ -49,67 +56,57 @@ socket (exit 7, with the close code and reason on stderr).`,
 			if err := t.needCred(); err != nil {
 				return err
 			}
-			q := url.Values{}
-			if since != "" {
-				q.Set("since", since)
-			}
-			ws, err := dialWS(cmd.Context(), t, drpPath, q, http.Header{"Authorization": {authHeader(t.cred)}})
-			if err != nil {
-				return err
-			}
-			for _, p := range patterns {
-				if err := ws.WriteMessage(websocket.TextMessage, []byte("register "+p)); err != nil {
-					ws.Close()
-					return withCode(exitUnavailable, err)
+			var urls []string
+			for _, e := range append([]string{t.server}, edges...) {
+				u, err := socketURL(strings.TrimRight(e, "/"), drpPath)
+				if err != nil {
+					return err
 				}
+				urls = append(urls, u.String())
 			}
-			return c.stream(cmd.Context(), ws, count, c.printEvent)
+			ctx, stop := context.WithCancel(cmd.Context())
+			defer stop()
+			seen := 0
+			var refused error
+			err = drpwatch.Watch(ctx, drpwatch.Options{URLs: urls, Token: t.cred, Patterns: patterns, Since: since,
+				Dialer: &websocket.Dialer{HandshakeTimeout: 15 * time.Second, Proxy: http.ProxyFromEnvironment, TLSClientConfig: t.tlsConfig()}},
+				func(ev drpwatch.Event) {
+					if c.json() {
+						fmt.Fprintln(c.stdout, string(ev.Raw))
+					} else {
+						fmt.Fprintf(c.stdout, "%s  %s.%s.%s  %s  %s  %s\n", ev.Time.Format(time.RFC3339Nano), ev.Type, ev.Action, ev.Key,
+							ev.Principal, ev.Object, ev.Position)
+					}
+					if seen++; count > 0 && seen >= count {
+						stop()
+					}
+				},
+				func(s drpwatch.Signal) {
+					fmt.Fprintf(c.stderr, "herald: %s: %s\n", s.Kind, s.Detail)
+					if s.Kind == "error" { // a refused registration: retrying the same cannot help
+						code := exitUsage
+						if strings.HasPrefix(s.Detail, "403") {
+							code = exitDenied
+						}
+						refused = withCode(code, fmt.Errorf("the edge refused: %s", s.Detail))
+						stop()
+					}
+				})
+			switch {
+			case refused != nil:
+				return refused
+			case errors.Is(err, drpwatch.ErrUnauthorized):
+				return withCode(exitAuth, err)
+			case ctx.Err() != nil:
+				return nil // Ctrl-C or --count; Watch may report the socket it closed on the way
+			}
+			return err
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "resume from this stream position (the DRP socket's ?since=)")
+	cmd.Flags().StringVar(&since, "since", "", "resume from this stream position (<epoch>:<seq>, printed with each event)")
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many events (0: run until stopped)")
+	cmd.Flags().StringSliceVar(&edges, "edges", nil, "more edges (URLs, comma-separated) to fail over to after --edge")
 	return cmd
-}
-
-// drpFrame is what the DRP socket sends: events, and websocket acknowledgements and errors.
-type drpFrame struct {
-	Time      string
-	Type      string
-	Action    string
-	Key       string
-	Principal string
-	Object    json.RawMessage
-}
-
-// printEvent prints one DRP frame; it reports whether it was an event (not an
-// acknowledgement), and turns a registration error into the command's error.
-func (c *cli) printEvent(raw []byte) (bool, error) {
-	var f drpFrame
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return false, fmt.Errorf("unreadable frame %q: %w", raw, err)
-	}
-	if f.Type == "websocket" && f.Action == "error" {
-		var e struct {
-			Error string
-			Code  int
-		}
-		_ = json.Unmarshal(f.Object, &e)
-		code := exitUsage
-		if e.Code == http.StatusForbidden {
-			code = exitDenied
-		}
-		return false, withCode(code, fmt.Errorf("register %s: %s", f.Key, e.Error))
-	}
-	isEvent := f.Type != "websocket"
-	switch {
-	case c.json():
-		fmt.Fprintln(c.stdout, string(raw))
-	case isEvent:
-		fmt.Fprintf(c.stdout, "%s  %s.%s.%s  %s  %s\n", f.Time, f.Type, f.Action, f.Key, f.Principal, f.Object)
-	default:
-		fmt.Fprintf(c.stderr, "%s %s\n", f.Action, f.Key) // register / deregister acknowledged
-	}
-	return isEvent, nil
 }
 
 func (c *cli) metricsCmd() *cobra.Command {
