@@ -44,7 +44,7 @@ build:
 	done
 
 run:
-	$(GO) run ./services/herald/cmd/herald
+	$(GO) run ./services/herald/cmd/herald serve
 
 test: fmt-check vet importcheck gotest proto-check
 

@@ -27,6 +27,7 @@ import (
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/edge/chatops"
 	"github.com/heraldhq/herald/services/edge/connections"
+	"github.com/heraldhq/herald/services/edge/console"
 	"github.com/heraldhq/herald/services/edge/drp"
 	"github.com/heraldhq/herald/services/edge/drpapi"
 	"github.com/heraldhq/herald/services/edge/hub"
@@ -208,6 +209,7 @@ func (e *Edge) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+rancher.ProjectPath, e.rancher)
 	mux.Handle("GET "+salt.AllEventsPath, e.saltAll)
 	mux.Handle("GET "+salt.FormattedEventsPath, e.saltFmt)
+	mux.Handle("GET "+console.Path, console.Handler())
 }
 
 // RegisterGRPC registers ConnectionService on s.

@@ -346,6 +346,7 @@ func (s *Stack) Banner(w io.Writer) {
 	fmt.Fprintf(w, `
 Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second Ctrl-C exits at once.
   HTTP       %[5]s://%[1]s   (health: /healthz, /readyz)
+  Console    %[5]s://%[1]s/console/   (log in as admin)
 %[8]s  WebSocket  %[6]s://%[1]s/api/v3/ws   (Digital Rebar dialect)
              %[6]s://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
              %[6]s://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
@@ -356,7 +357,7 @@ Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
   curl -sk -X POST %[5]s://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
 %[3]s
-Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
+The CLI: go run ./services/herald/cmd/herald login -u admin, then herald watch, run, keys, ... (herald --help)
 
 `, h, g, s.agentHint(ws+"://"+h), s.DevAPIKey(), web, ws, grpcurl, tlsLine)
 }
@@ -369,7 +370,7 @@ func (s *Stack) agentHint(base string) string {
 	s.mu.Unlock()
 	if key == "" {
 		return fmt.Sprintf("Start an agent: the dev API key for server %s (id %s) is kept in Redis from an earlier start,\n"+
-			"  with the secret shown then; revoke it (herald-keys revoke %s) and restart for a new one.", DevServerID, id, id)
+			"  with the secret shown then; revoke it (herald keys revoke %s) and restart for a new one.", DevServerID, id, id)
 	}
 	life := "made at start, gone at exit"
 	if s.cfg.RedisURL != "" {
