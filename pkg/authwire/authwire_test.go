@@ -111,7 +111,7 @@ func TestLoginAndKeys(t *testing.T) {
 	if !pub.Equal(is.PublicKey()) {
 		t.Fatal("FetchPublicKey returned another key")
 	}
-	raw, err := authwire.Login(t.Context(), nc, "alice", "pw")
+	raw, err := authwire.Login(t.Context(), nc, "alice", "pw", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestLoginAndKeys(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, err := authwire.Login(t.Context(), nc, tc.user, tc.pw)
+			raw, err := authwire.Login(t.Context(), nc, tc.user, tc.pw, "")
 			if !errors.Is(err, tc.want) || raw != "" {
 				t.Fatalf("Login = %q, %v; want %v", raw, err, tc.want)
 			}
@@ -156,7 +156,7 @@ func TestUnavailable(t *testing.T) {
 	nc := natstest.Connect(t, s)
 
 	// Nobody subscribed: NATS answers "no responders" at once.
-	if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); !errors.Is(err, authwire.ErrUnavailable) {
+	if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); !errors.Is(err, authwire.ErrUnavailable) {
 		t.Fatalf("no responders: %v, want ErrUnavailable", err)
 	}
 	if _, err := authwire.FetchPublicKey(t.Context(), nc); !errors.Is(err, authwire.ErrUnavailable) {
@@ -173,7 +173,7 @@ func TestUnavailable(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	_, err := authwire.Login(ctx, nc, "alice", "pw")
+	_, err := authwire.Login(ctx, nc, "alice", "pw", "")
 	if !errors.Is(err, authwire.ErrUnavailable) || errors.Is(err, authwire.ErrUnauthorized) {
 		t.Fatalf("silent responder: %v, want ErrUnavailable", err)
 	}
@@ -181,7 +181,7 @@ func TestUnavailable(t *testing.T) {
 	// A closed connection is unavailable too, not a credentials problem.
 	closed := natstest.Connect(t, s)
 	closed.Close()
-	if _, err := authwire.Login(t.Context(), closed, "alice", "pw"); !errors.Is(err, authwire.ErrUnavailable) {
+	if _, err := authwire.Login(t.Context(), closed, "alice", "pw", ""); !errors.Is(err, authwire.ErrUnavailable) {
 		t.Fatalf("closed conn: %v, want ErrUnavailable", err)
 	}
 }
@@ -191,7 +191,7 @@ func TestServeStopsAndDrains(t *testing.T) {
 	s := natstest.RunServer(t)
 	stop := startResponder(t, s, newIssuer(t), nil)
 	nc := natstest.Connect(t, s)
-	if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); err != nil {
+	if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); err != nil {
 		t.Fatal(err)
 	}
 	// The client's reply inbox is a subscription too; only the three auth
@@ -206,7 +206,7 @@ func TestServeStopsAndDrains(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); !errors.Is(err, authwire.ErrUnavailable) {
+	if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); !errors.Is(err, authwire.ErrUnavailable) {
 		t.Fatalf("after stop: %v, want ErrUnavailable", err)
 	}
 }
@@ -221,7 +221,7 @@ func TestQueueGroupAnswersOnce(t *testing.T) {
 	nc := natstest.Connect(t, s)
 	const n = 10
 	for range n {
-		if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); err != nil {
+		if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -303,7 +303,7 @@ func TestVerifyAPIKeyUnavailableAndBadReplies(t *testing.T) {
 		}
 	})
 	testutil.Eventually(t, 5*time.Second, func() error {
-		_, err := authwire.Login(t.Context(), nc, "a", "b")
+		_, err := authwire.Login(t.Context(), nc, "a", "b", "")
 		if !errors.Is(err, authwire.ErrUnauthorized) {
 			return errors.New("login responder not up yet")
 		}

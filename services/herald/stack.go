@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
@@ -166,9 +167,8 @@ func (s *Stack) Run(ctx context.Context) error {
 
 	// Shared state: Redis when configured, else memory, one store per kind for the process.
 	var (
-		authStore auth.Store
-		state     agentstate.Store  = agentstate.NewMemory()
-		reg       registry.Registry = registry.NewMemory()
+		state agentstate.Store  = agentstate.NewMemory()
+		reg   registry.Registry = registry.NewMemory()
 	)
 	if s.cfg.RedisURL != "" {
 		opts, _ := redis.ParseURL(s.cfg.RedisURL) // checked by Validate
@@ -177,7 +177,6 @@ func (s *Stack) Run(ctx context.Context) error {
 			<-ctx.Done()
 			return rdb.Close()
 		}))
-		authStore = auth.NewRedisStore(rdb, auth.DefaultRedisPrefix)
 		state = agentstate.NewRedis(rdb, agentstate.DefaultRedisPrefix)
 		reg = registry.NewRedis(rdb, registry.DefaultRedisPrefix)
 	}
@@ -186,12 +185,19 @@ func (s *Stack) Run(ctx context.Context) error {
 		instance = registry.NewInstanceID("herald")
 	}
 
-	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: w.conn("auth"), Log: s.log, Store: authStore})
+	// Users, API keys, signing keys and revocations: the embedded JetStream's key-value
+	// buckets, so they survive a restart like the events do; Redis holds none of them.
+	authNC := w.conn("auth")
+	var authJS jetstream.JetStream
+	if authNC != nil {
+		authJS, err = jetstream.New(authNC)
+		w.check(err)
+	}
+	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: authNC, JetStream: authJS, Log: s.log})
 	w.check(err)
 	w.add("auth", authSvc)
-	// The auth store is memory here, so keys die with the process: make a
-	// fresh dev key each start (printed by Banner). Skip this once a
-	// persistent key store is configured.
+	// A fresh dev key each start (printed by Banner): the secret of an earlier one is
+	// nowhere to be read again.
 	var devKey auth.NewAPIKey
 	if authSvc != nil {
 		devKey, err = authSvc.CreateAPIKey(ctx, DevServerID, "dev key made by make run")
@@ -199,7 +205,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	}
 	var verifier token.Verifier
 	if authSvc != nil {
-		verifier = authSvc.Verifier() // in-process: no key fetch, same key
+		verifier = authSvc.Verifier() // in-process: same keys and revocations, no watch delay
 	}
 	// Ingest records each server's latest sample and facts, and the edge reads them for new
 	// viewers, from the same store; both list their connections in the same registry.
