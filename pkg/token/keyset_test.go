@@ -82,3 +82,22 @@ func TestRevocations(t *testing.T) {
 		t.Fatalf("token issued after the revocation (iat %s): %v", c3.IssuedAt, err)
 	}
 }
+
+func TestRevocationsWatchEvery(t *testing.T) {
+	t.Parallel()
+	rev := token.NewRevocations()
+	const n = 50
+	got := make(chan struct{}, n)
+	for range n {
+		stop := rev.Watch("alice", func() { got <- struct{}{} })
+		defer stop()
+	}
+	rev.RevokeUser("alice", time.Now())
+	for i := range n {
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d watchers told", i, n)
+		}
+	}
+}

@@ -20,7 +20,7 @@ type Revocations struct {
 	mu       sync.Mutex
 	tokens   map[string]revokedToken                // by jti
 	users    map[string]time.Time                   // subject -> tokens issued before are revoked
-	watchers map[string]map[*revocationWatch]func() // by subject
+	watchers map[string]map[*revocationWatch]struct{} // by subject
 }
 
 type revokedToken struct {
@@ -28,7 +28,8 @@ type revokedToken struct {
 	expires time.Time
 }
 
-type revocationWatch struct{}
+// revocationWatch is one Watch; not zero-sized, so every one has an address of its own.
+type revocationWatch struct{ changed func() }
 
 // NewRevocations returns an empty list.
 func NewRevocations(opts ...Option) *Revocations {
@@ -37,7 +38,7 @@ func NewRevocations(opts ...Option) *Revocations {
 		now:      o.now,
 		tokens:   make(map[string]revokedToken),
 		users:    make(map[string]time.Time),
-		watchers: make(map[string]map[*revocationWatch]func()),
+		watchers: make(map[string]map[*revocationWatch]struct{}),
 	}
 }
 
@@ -120,14 +121,14 @@ func (r *Revocations) Watch(subject string, changed func()) (stop func()) {
 	if r == nil {
 		return func() {}
 	}
-	w := &revocationWatch{}
+	w := &revocationWatch{changed: changed}
 	r.mu.Lock()
 	ws := r.watchers[subject]
 	if ws == nil {
-		ws = make(map[*revocationWatch]func())
+		ws = make(map[*revocationWatch]struct{})
 		r.watchers[subject] = ws
 	}
-	ws[w] = changed
+	ws[w] = struct{}{}
 	r.mu.Unlock()
 	return func() {
 		r.mu.Lock()
@@ -144,8 +145,8 @@ func (r *Revocations) Watch(subject string, changed func()) (stop func()) {
 func (r *Revocations) notify(subject string) {
 	r.mu.Lock()
 	fns := make([]func(), 0, len(r.watchers[subject]))
-	for _, fn := range r.watchers[subject] {
-		fns = append(fns, fn)
+	for w := range r.watchers[subject] {
+		fns = append(fns, w.changed)
 	}
 	r.mu.Unlock()
 	for _, fn := range fns {
