@@ -18,8 +18,8 @@ type Revocations struct {
 	now func() time.Time
 
 	mu       sync.Mutex
-	tokens   map[string]revokedToken                // by jti
-	users    map[string]time.Time                   // subject -> tokens issued before are revoked
+	tokens   map[string]revokedToken                  // by jti
+	users    map[string]time.Time                     // subject -> tokens issued before are revoked
 	watchers map[string]map[*revocationWatch]struct{} // by subject
 }
 
