@@ -161,3 +161,29 @@ func runTrust(t *testing.T, tr *authwire.Trust) {
 	}()
 	t.Cleanup(func() { <-done })
 }
+
+// An edge (a Trust on the buckets) started before auth ever ran refuses tokens as
+// unavailable, and accepts them once auth comes up, without a restart.
+func TestVerifierStartedBeforeAuth(t *testing.T) {
+	t.Parallel()
+	js := newJetStream(t)
+	edge := authwire.NewTrust(js, nil)
+	runTrust(t, edge)
+	other, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, _, _ := token.NewIssuer(other, time.Hour).Issue("admin", nil)
+	if _, err := edge.Verifier().Verify(t.Context(), early); !errors.Is(err, token.ErrNoKey) {
+		t.Fatalf("before auth: %v, want ErrNoKey", err)
+	}
+	s, _ := newService(t, auth.Config{AdminPassword: adminPW}, auth.Deps{JetStream: js})
+	sess, err := s.Login(t.Context(), "admin", adminPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		_, err := edge.Verifier().Verify(t.Context(), sess.Token)
+		return err
+	})
+}
