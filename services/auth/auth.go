@@ -66,9 +66,11 @@ type Config struct {
 	// BcryptCost is the cost of newly hashed passwords (default
 	// bcrypt.DefaultCost; tests use bcrypt.MinCost).
 	BcryptCost int
-	// LoginMaxFailures is how many failed logins a user name may have within
-	// LoginFailureWindow before further attempts are refused until the
-	// window ends (default 10; negative disables the limit).
+	// LoginMaxFailures is how many failed logins a user name may have from one
+	// address (ten times as many over all names from one address) before further
+	// attempts from there back off, 1s doubling up to LoginFailureWindow (default
+	// 10; negative disables the limit). Never per name alone: a stranger cannot
+	// lock a user out.
 	LoginMaxFailures int
 	// LoginFailureWindow is the window of LoginMaxFailures (default 1m).
 	LoginFailureWindow time.Duration
@@ -88,9 +90,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TokenTTL, "auth.token-ttl", DefaultTokenTTL, "lifetime of issued tokens")
 	fs.IntVar(&c.BcryptCost, "auth.bcrypt-cost", bcrypt.DefaultCost, "bcrypt cost of password hashes")
 	fs.IntVar(&c.LoginMaxFailures, "auth.login-max-failures", DefaultLoginMaxFailures,
-		"failed logins per user name within auth.login-failure-window before refusing (negative: no limit)")
+		"failed logins per (user, address) before backing off; ten times as many per address (negative: no limit)")
 	fs.DurationVar(&c.LoginFailureWindow, "auth.login-failure-window", DefaultLoginFailureWindow,
-		"window of auth.login-max-failures")
+		"failures older than this are forgotten; also the longest backoff")
 }
 
 // AdminPasswordAlias is a second flag name for auth.admin-password, so that

@@ -41,8 +41,9 @@ type Config struct {
 	Auth     auth.Config
 	Ingest   ingest.Config
 	Edge     edge.Config
-	// RedisURL, when set, keeps users and API keys, agent state and the connection registry
-	// in Redis, shared with other Herald processes; empty keeps them in memory.
+	// RedisURL, when set, keeps agent state and the connection registry in Redis, shared with
+	// other Herald processes; empty keeps them in memory. Users and keys are always in the
+	// embedded JetStream.
 	RedisURL string
 	// Instance names this process in the connection registry (its edge is
 	// "<instance>-edge", its ingest "<instance>-ingest"); empty: a random id.
@@ -58,7 +59,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Auth.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.Edge.RegisterFlags(fs)
-	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for users, API keys, agent state and the connection registry; empty: memory")
+	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for agent state and the connection registry; empty: memory")
 	fs.StringVar(&c.Instance, "instance", "", "this process's name in the connection registry (empty: random)")
 }
 
@@ -89,8 +90,8 @@ type Stack struct {
 	devKey string
 }
 
-// DevServerID is the server id of the API key the stack creates at start
-// while API keys live in memory, so a newcomer can start an agent at once.
+// DevServerID is the server id of the API key the stack creates at each start (the secret of
+// an earlier one cannot be shown again), so a newcomer can start an agent at once.
 const DevServerID = "dev-server"
 
 // New checks cfg. It starts nothing. A nil log discards.
