@@ -62,12 +62,15 @@ func (c *loginCache) id(user, password string) [sha256.Size]byte {
 func (c *loginCache) login(ctx context.Context, user, password string, fetch func(context.Context) (string, error), valid func(raw string) bool) (string, error) {
 	id := c.id(user, password)
 	c.mu.Lock()
-	if e, ok := c.done[id]; ok {
-		if c.now().Before(e.until) && valid(e.raw) {
-			c.mu.Unlock()
-			return e.raw, nil
-		}
-		delete(c.done, id)
+	e, cached := c.done[id]
+	c.mu.Unlock()
+	// Verified outside the lock: a storm checks its cached token concurrently.
+	if cached && c.now().Before(e.until) && valid(e.raw) {
+		return e.raw, nil
+	}
+	c.mu.Lock()
+	if cur, ok := c.done[id]; cached && ok && cur == e {
+		delete(c.done, id) // expired or revoked
 	}
 	p, joined := c.inflight[id]
 	if !joined {
