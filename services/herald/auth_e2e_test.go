@@ -80,7 +80,8 @@ func closeCode(ws *websocket.Conn, within time.Duration) (*websocket.CloseError,
 
 // A reconnect storm of 2,000 (500 under -race) user:password DRP sockets all get in (the edge checks the password
 // once and shares the answer), and a password change closes every one of them with 4001
-// within a second.
+// within a second (measured from the ChangePassword call, which hashes the new password
+// first; under -race the bound is looser, see storm_race_test.go).
 func TestPasswordStormAndPasswordChangeClosesSockets(t *testing.T) {
 	n := stormSockets
 	s, ac := authStack(t)
@@ -146,8 +147,8 @@ func TestPasswordStormAndPasswordChangeClosesSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("password change closed all %d sockets with 4001 within %s", n, slowest.Round(time.Millisecond))
-	if slowest > time.Second {
-		t.Errorf("sockets closed %s after the password change, want within 1s", slowest)
+	if slowest > stormCloseBound {
+		t.Errorf("sockets closed %s after the password change, want within %s", slowest, stormCloseBound)
 	}
 	// The old password no longer opens a socket; the new one does.
 	if _, code, _ := dialDRPFrom(t.Context(), s.HTTPAddr(), "127.0.0.1", q); code != http.StatusUnauthorized {

@@ -2,5 +2,11 @@
 
 package herald_test
 
-// stormSockets is the size of the reconnect storm the auth e2e test opens.
-const stormSockets = 2000
+import "time"
+
+// The reconnect storm the auth e2e test opens, and how soon a password change must have
+// closed all of its sockets.
+const (
+	stormSockets    = 2000
+	stormCloseBound = time.Second
+)

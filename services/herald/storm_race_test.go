@@ -2,6 +2,11 @@
 
 package herald_test
 
-// stormSockets is smaller under the race detector, which allows at most 8128 live goroutines
-// (each socket costs several on both ends).
-const stormSockets = 500
+import "time"
+
+// Under the race detector (several times slower, and at most 8128 live goroutines, each socket
+// costing several on both ends) the storm is smaller and the close bound looser.
+const (
+	stormSockets    = 500
+	stormCloseBound = 5 * time.Second
+)
