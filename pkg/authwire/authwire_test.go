@@ -2,6 +2,8 @@ package authwire_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -324,4 +326,45 @@ func TestVerifyAPIKeyUnavailableAndBadReplies(t *testing.T) {
 	if _, err := authwire.VerifyAPIKey(t.Context(), nc, goodKey); !errors.Is(err, authwire.ErrInternal) {
 		t.Fatalf("reply without server id: %v, want ErrInternal", err)
 	}
+}
+
+// A login request whose caller's deadline has passed when it is picked up is dropped: the
+// login function never runs.
+func TestResponderDropsAbandonedLogins(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	var calls atomic.Int32
+	r := authwire.Responder{PublicKey: mustPub(t), Login: func(context.Context, authwire.LoginRequest) authwire.LoginReply {
+		calls.Add(1)
+		return authwire.LoginError(authwire.CodeUnauthorized, "no")
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, nc, "") }()
+	t.Cleanup(func() { cancel(); <-done })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		_, err := authwire.Login(t.Context(), nc, "a", "b", "")
+		if !errors.Is(err, authwire.ErrUnauthorized) {
+			return errors.New("responder not up yet")
+		}
+		return nil
+	})
+	before := calls.Load()
+	late, _ := json.Marshal(authwire.LoginRequest{Username: "a", Password: "b", Deadline: time.Now().Add(-time.Second)})
+	if _, err := nc.Request(authwire.SubjectLogin, late, 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("abandoned request answered: %v", err)
+	}
+	if calls.Load() != before {
+		t.Fatal("the login function ran for an abandoned request")
+	}
+}
+
+func mustPub(t *testing.T) ed25519.PublicKey {
+	t.Helper()
+	priv, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv.Public().(ed25519.PublicKey)
 }

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -258,5 +259,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (auth.Config{}).Validate(); err != nil {
 		t.Errorf("zero Config invalid: %v", err)
+	}
+}
+
+// A login whose caller has already given up costs no password check and counts no failure.
+func TestLoginDroppedWhenCallerGaveUp(t *testing.T) {
+	t.Parallel()
+	s, logs := newService(t, auth.Config{AdminPassword: adminPW}, auth.Deps{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.LoginFrom(ctx, "admin", "guess", "192.0.2.1"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned login: %v, want context.Canceled", err)
+	}
+	if strings.Contains(logs.String(), "login failed") {
+		t.Fatalf("an abandoned login was checked:\n%s", logs)
 	}
 }
