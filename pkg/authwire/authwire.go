@@ -56,6 +56,11 @@ var (
 type LoginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// Address is the client's address (host, no port) as the edge saw it, for limiting
+	// failed logins per source; empty when unknown.
+	Address string `json:"address,omitempty"`
+	// Deadline is when the caller stops waiting; auth drops a request it reaches later.
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // LoginReply is the body of a herald.auth.login reply: either the token

@@ -2,6 +2,8 @@ package authwire_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -111,7 +113,7 @@ func TestLoginAndKeys(t *testing.T) {
 	if !pub.Equal(is.PublicKey()) {
 		t.Fatal("FetchPublicKey returned another key")
 	}
-	raw, err := authwire.Login(t.Context(), nc, "alice", "pw")
+	raw, err := authwire.Login(t.Context(), nc, "alice", "pw", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestLoginAndKeys(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			raw, err := authwire.Login(t.Context(), nc, tc.user, tc.pw)
+			raw, err := authwire.Login(t.Context(), nc, tc.user, tc.pw, "")
 			if !errors.Is(err, tc.want) || raw != "" {
 				t.Fatalf("Login = %q, %v; want %v", raw, err, tc.want)
 			}
@@ -156,7 +158,7 @@ func TestUnavailable(t *testing.T) {
 	nc := natstest.Connect(t, s)
 
 	// Nobody subscribed: NATS answers "no responders" at once.
-	if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); !errors.Is(err, authwire.ErrUnavailable) {
+	if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); !errors.Is(err, authwire.ErrUnavailable) {
 		t.Fatalf("no responders: %v, want ErrUnavailable", err)
 	}
 	if _, err := authwire.FetchPublicKey(t.Context(), nc); !errors.Is(err, authwire.ErrUnavailable) {
@@ -173,7 +175,7 @@ func TestUnavailable(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	_, err := authwire.Login(ctx, nc, "alice", "pw")
+	_, err := authwire.Login(ctx, nc, "alice", "pw", "")
 	if !errors.Is(err, authwire.ErrUnavailable) || errors.Is(err, authwire.ErrUnauthorized) {
 		t.Fatalf("silent responder: %v, want ErrUnavailable", err)
 	}
@@ -181,7 +183,7 @@ func TestUnavailable(t *testing.T) {
 	// A closed connection is unavailable too, not a credentials problem.
 	closed := natstest.Connect(t, s)
 	closed.Close()
-	if _, err := authwire.Login(t.Context(), closed, "alice", "pw"); !errors.Is(err, authwire.ErrUnavailable) {
+	if _, err := authwire.Login(t.Context(), closed, "alice", "pw", ""); !errors.Is(err, authwire.ErrUnavailable) {
 		t.Fatalf("closed conn: %v, want ErrUnavailable", err)
 	}
 }
@@ -191,7 +193,7 @@ func TestServeStopsAndDrains(t *testing.T) {
 	s := natstest.RunServer(t)
 	stop := startResponder(t, s, newIssuer(t), nil)
 	nc := natstest.Connect(t, s)
-	if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); err != nil {
+	if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); err != nil {
 		t.Fatal(err)
 	}
 	// The client's reply inbox is a subscription too; only the three auth
@@ -206,7 +208,7 @@ func TestServeStopsAndDrains(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); !errors.Is(err, authwire.ErrUnavailable) {
+	if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); !errors.Is(err, authwire.ErrUnavailable) {
 		t.Fatalf("after stop: %v, want ErrUnavailable", err)
 	}
 }
@@ -221,7 +223,7 @@ func TestQueueGroupAnswersOnce(t *testing.T) {
 	nc := natstest.Connect(t, s)
 	const n = 10
 	for range n {
-		if _, err := authwire.Login(t.Context(), nc, "alice", "pw"); err != nil {
+		if _, err := authwire.Login(t.Context(), nc, "alice", "pw", ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -303,7 +305,7 @@ func TestVerifyAPIKeyUnavailableAndBadReplies(t *testing.T) {
 		}
 	})
 	testutil.Eventually(t, 5*time.Second, func() error {
-		_, err := authwire.Login(t.Context(), nc, "a", "b")
+		_, err := authwire.Login(t.Context(), nc, "a", "b", "")
 		if !errors.Is(err, authwire.ErrUnauthorized) {
 			return errors.New("login responder not up yet")
 		}
@@ -324,4 +326,45 @@ func TestVerifyAPIKeyUnavailableAndBadReplies(t *testing.T) {
 	if _, err := authwire.VerifyAPIKey(t.Context(), nc, goodKey); !errors.Is(err, authwire.ErrInternal) {
 		t.Fatalf("reply without server id: %v, want ErrInternal", err)
 	}
+}
+
+// A login request whose caller's deadline has passed when it is picked up is dropped: the
+// login function never runs.
+func TestResponderDropsAbandonedLogins(t *testing.T) {
+	t.Parallel()
+	srv := natstest.RunServer(t)
+	nc := natstest.Connect(t, srv)
+	var calls atomic.Int32
+	r := authwire.Responder{PublicKey: mustPub(t), Login: func(context.Context, authwire.LoginRequest) authwire.LoginReply {
+		calls.Add(1)
+		return authwire.LoginError(authwire.CodeUnauthorized, "no")
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, nc, "") }()
+	t.Cleanup(func() { cancel(); <-done })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		_, err := authwire.Login(t.Context(), nc, "a", "b", "")
+		if !errors.Is(err, authwire.ErrUnauthorized) {
+			return errors.New("responder not up yet")
+		}
+		return nil
+	})
+	before := calls.Load()
+	late, _ := json.Marshal(authwire.LoginRequest{Username: "a", Password: "b", Deadline: time.Now().Add(-time.Second)})
+	if _, err := nc.Request(authwire.SubjectLogin, late, 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("abandoned request answered: %v", err)
+	}
+	if calls.Load() != before {
+		t.Fatal("the login function ran for an abandoned request")
+	}
+}
+
+func mustPub(t *testing.T) ed25519.PublicKey {
+	t.Helper()
+	priv, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv.Public().(ed25519.PublicKey)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -15,8 +16,12 @@ import (
 // Login asks the auth service for a token for user and password and returns
 // the raw token. Refused credentials give an error wrapping ErrUnauthorized
 // with the service's reason; no answer gives one wrapping ErrUnavailable.
-func Login(ctx context.Context, nc *nats.Conn, user, password string) (string, error) {
-	req, err := json.Marshal(LoginRequest{Username: user, Password: password})
+func Login(ctx context.Context, nc *nats.Conn, user, password, address string) (string, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(DefaultTimeout)
+	}
+	req, err := json.Marshal(LoginRequest{Username: user, Password: password, Address: address, Deadline: deadline})
 	if err != nil {
 		return "", fmt.Errorf("auth login: %w", err)
 	}

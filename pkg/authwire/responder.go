@@ -7,12 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/heraldhq/herald/pkg/token"
 )
+
+// MaxConcurrentLogins bounds the logins a Responder handles at once.
+const MaxConcurrentLogins = 256
+
+// loginPending bounds the logins waiting for a slot; beyond it NATS drops them (a slow
+// consumer) and their callers time out, rather than auth queueing without end.
+const loginPending = 4096
 
 // drainTimeout bounds how long Serve waits for in-flight requests at stop.
 const drainTimeout = 10 * time.Second
@@ -26,8 +34,11 @@ type Responder struct {
 	// key may be empty). It must set either the key fields or Error and
 	// Code (see APIKeyError). Nil: that subject is not served.
 	VerifyAPIKey func(ctx context.Context, req APIKeyRequest) APIKeyReply
-	// PublicKey is the key herald.auth.keys replies with.
+	// PublicKey is the key herald.auth.keys replies with, unless CurrentKey is set.
 	PublicKey ed25519.PublicKey
+	// CurrentKey, if set, returns that key at each request (the current signing key, which
+	// rotates; verifiers that watch the key set do not ask).
+	CurrentKey func() ed25519.PublicKey
 	// Log receives failures to reply; nil discards them.
 	Log *slog.Logger
 }
@@ -36,10 +47,15 @@ type Responder struct {
 // set, SubjectAPIKeyVerify in queue group queue
 // (QueueGroup if empty) and answers requests until ctx is done; then it
 // drains the subscriptions, so requests already received are answered, and
-// returns nil. Requests on one subscription are handled one at a time,
-// which also bounds the CPU spent hashing passwords.
+// returns nil. Logins are answered concurrently, at most MaxConcurrentLogins at once (the
+// auth service bounds the CPU they spend hashing); one whose caller's deadline has passed
+// by the time it is picked up is dropped unanswered, since nobody waits for the answer.
 func (r Responder) Serve(ctx context.Context, nc *nats.Conn, queue string) error {
-	if r.Login == nil || len(r.PublicKey) != ed25519.PublicKeySize {
+	current := r.CurrentKey
+	if current == nil && len(r.PublicKey) == ed25519.PublicKeySize {
+		current = func() ed25519.PublicKey { return r.PublicKey }
+	}
+	if r.Login == nil || current == nil {
 		return errors.New("authwire: Responder needs Login and a public key")
 	}
 	if queue == "" {
@@ -48,10 +64,6 @@ func (r Responder) Serve(ctx context.Context, nc *nats.Conn, queue string) error
 	log := r.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	keys, err := json.Marshal(KeysReply{PublicKey: token.EncodePublicKey(r.PublicKey)})
-	if err != nil {
-		return fmt.Errorf("authwire: %w", err)
 	}
 	respond := func(m *nats.Msg, v any) {
 		data, err := json.Marshal(v)
@@ -63,28 +75,52 @@ func (r Responder) Serve(ctx context.Context, nc *nats.Conn, queue string) error
 		}
 	}
 	var subs []*nats.Subscription
-	defer func() { drain(subs, log) }()
+	var inflight sync.WaitGroup
+	defer func() {
+		drain(subs, log)
+		inflight.Wait()
+	}()
 
+	slots := make(chan struct{}, MaxConcurrentLogins)
 	sub, err := nc.QueueSubscribe(SubjectLogin, queue, func(m *nats.Msg) {
 		req, err := DecodeLoginRequest(m.Data)
 		if err != nil {
 			respond(m, LoginError(CodeBadRequest, err.Error()))
 			return
 		}
-		// Requests still being drained after ctx is done must be answered,
-		// so the handler gets its own bounded context.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultTimeout)
-		defer cancel()
-		respond(m, r.Login(rctx, req))
+		// Waiting for a slot holds back this subscription's delivery, so what waits beyond
+		// MaxConcurrentLogins is NATS's bounded pending queue (loginPending).
+		slots <- struct{}{}
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			// Requests still being drained after ctx is done must be answered, so the
+			// handler gets its own context, bounded by the caller's deadline.
+			deadline := time.Now().Add(DefaultTimeout)
+			if !req.Deadline.IsZero() && req.Deadline.Before(deadline) {
+				deadline = req.Deadline
+			}
+			if time.Until(deadline) <= 0 {
+				log.LogAttrs(ctx, slog.LevelInfo, "login dropped: the caller gave up", slog.String("principal", req.Username))
+				return
+			}
+			rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+			defer cancel()
+			reply := r.Login(rctx, req)
+			if rctx.Err() != nil && reply.Code == CodeInternal {
+				return // Nobody is waiting for it.
+			}
+			respond(m, reply)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("authwire: subscribe %s: %w", SubjectLogin, err)
 	}
+	if err := sub.SetPendingLimits(loginPending, loginPending*1024); err != nil {
+		return fmt.Errorf("authwire: %w", err)
+	}
 	subs = append(subs, sub)
 	sub, err = nc.QueueSubscribe(SubjectKeys, queue, func(m *nats.Msg) {
-		if err := m.Respond(keys); err != nil {
-			log.LogAttrs(ctx, slog.LevelWarn, "auth reply failed", slog.String("subject", m.Subject), slog.Any("err", err))
-		}
+		respond(m, KeysReply{PublicKey: token.EncodePublicKey(current())})
 	})
 	if err != nil {
 		return fmt.Errorf("authwire: subscribe %s: %w", SubjectKeys, err)

@@ -15,6 +15,7 @@ import (
 	"os"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/pkg/app"
@@ -77,7 +78,7 @@ func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built
 	listen.RegisterFlags(fs, opts.HTTPAddr, opts.GRPCAddr)
 	var pubKey, redisURL *string
 	if opts.Verifies {
-		pubKey = fs.String("auth.public-key", "", "auth's Ed25519 public key, base64 (empty: fetch it from auth over NATS)")
+		pubKey = fs.String("auth.public-key", "", "auth's Ed25519 public key, base64, fixed (empty: follow auth's published key set and revocations in JetStream)")
 	}
 	if opts.RedisFor != "" {
 		redisURL = fs.String("redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for "+opts.RedisFor+"; empty: memory, this process only")
@@ -102,14 +103,9 @@ func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built
 	defer natsx.Drain(nc, appCfg.ShutdownTimeout)
 	env := Env{Ctx: ctx, NC: nc, Log: log}
 	if pubKey != nil {
-		pub, err := token.ParsePublicKey(*pubKey)
-		if *pubKey == "" {
-			pub, err = authwire.FetchPublicKey(ctx, nc)
+		if env.Verifier, err = tokenVerifier(ctx, nc, *pubKey, log); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("auth public key: %w", err)
-		}
-		env.Verifier = token.NewVerifier(pub)
 	}
 	if redisURL != nil && *redisURL != "" {
 		if env.Redis, err = redisx.Open(ctx, *redisURL, log); err != nil {
@@ -135,4 +131,25 @@ func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built
 		front.HTTP.Handler = b.Wrap(front.Mux)
 	}
 	return appCfg.Run(ctx, log, append([]app.Named{{Name: opts.Name, Runner: b.Service}}, front.Runners()...)...)
+}
+
+// tokenVerifier is the verifier of a service that checks tokens: with a configured public key,
+// that key alone; otherwise an authwire.Trust following auth's published key set and
+// revocations for as long as ctx lives. It does not wait for auth: until a key is known,
+// tokens are refused as unavailable (503), and the service serves meanwhile.
+func tokenVerifier(ctx context.Context, nc *nats.Conn, pubKey string, log *slog.Logger) (token.Verifier, error) {
+	if pubKey != "" {
+		pub, err := token.ParsePublicKey(pubKey)
+		if err != nil {
+			return nil, fmt.Errorf("auth public key: %w", err)
+		}
+		return token.NewVerifier(pub), nil
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("auth key set: %w", err)
+	}
+	trust := authwire.NewTrust(js, log)
+	go func() { _ = trust.Run(ctx) }()
+	return trust.Verifier(), nil
 }

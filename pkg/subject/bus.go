@@ -34,3 +34,20 @@ func Kick(instance string) string { return "herald.conn.kick." + EncodeToken(ins
 // within the stream's duplicate window and answers a repeat with the original sequence, which
 // makes a retried publish idempotent.
 const MsgIDHeader = "Nats-Msg-Id"
+
+// JetStream key-value buckets of the auth service: the fleet's identity data, replicated with
+// the NATS cluster so that neither a restart of every auth nor an empty Redis loses it.
+const (
+	// AuthUsersBucket holds users (bcrypt hashes, permissions), by encoded name.
+	AuthUsersBucket = "HERALD_AUTH_USERS"
+	// AuthAPIKeysBucket holds agents' API keys (SHA-256 hashes), by hash and by id.
+	AuthAPIKeysBucket = "HERALD_AUTH_APIKEYS"
+	// AuthSigningBucket holds the private signing keys; only auth reads it.
+	AuthSigningBucket = "HERALD_AUTH_SIGNING"
+	// AuthKeySetBucket holds the public key set (current and previous) that edges and
+	// ingests watch to verify tokens.
+	AuthKeySetBucket = "HERALD_AUTH_KEYSET"
+	// AuthRevocationsBucket holds revoked tokens (by jti) and users, watched by every
+	// verifier so a revocation reaches live connections and instances started later.
+	AuthRevocationsBucket = "HERALD_AUTH_REVOCATIONS"
+)

@@ -20,6 +20,7 @@ type wireClaims struct {
 // Issuer signs tokens. It is safe for concurrent use.
 type Issuer struct {
 	priv ed25519.PrivateKey
+	kid  string
 	ttl  time.Duration
 	now  func() time.Time
 }
@@ -35,13 +36,16 @@ func NewIssuer(priv ed25519.PrivateKey, ttl time.Duration, opts ...Option) *Issu
 		panic("token: ttl must be positive")
 	}
 	o := buildOptions(opts)
-	return &Issuer{priv: priv, ttl: ttl, now: o.now}
+	return &Issuer{priv: priv, kid: KeyID(priv.Public().(ed25519.PublicKey)), ttl: ttl, now: o.now}
 }
 
 // PublicKey returns the key that verifies this Issuer's tokens.
 func (is *Issuer) PublicKey() ed25519.PublicKey {
 	return is.priv.Public().(ed25519.PublicKey)
 }
+
+// KeyID returns the kid of this Issuer's tokens.
+func (is *Issuer) KeyID() string { return is.kid }
 
 // TTL returns how long issued tokens live.
 func (is *Issuer) TTL() time.Duration { return is.ttl }
@@ -50,6 +54,13 @@ func (is *Issuer) TTL() time.Duration { return is.ttl }
 // Times are truncated to whole seconds, as JWT NumericDate carries them, so
 // the returned Claims equal what Verify will return.
 func (is *Issuer) Issue(subject string, perms []string) (string, Claims, error) {
+	return is.IssueNotBefore(subject, perms, time.Time{})
+}
+
+// IssueNotBefore is Issue with iat (and nbf) no earlier than notBefore, a whole second. A
+// user revocation refuses tokens issued before a whole second (see Revocations.RevokeUser);
+// a login in the rest of that second must get a token it does not refuse.
+func (is *Issuer) IssueNotBefore(subject string, perms []string, notBefore time.Time) (string, Claims, error) {
 	if subject == "" {
 		return "", Claims{}, fmt.Errorf("issue token: empty subject")
 	}
@@ -58,6 +69,9 @@ func (is *Issuer) Issue(subject string, perms []string) (string, Claims, error) 
 		return "", Claims{}, fmt.Errorf("issue token: jti: %w", err)
 	}
 	now := is.now().UTC().Truncate(time.Second)
+	if notBefore.After(now) {
+		now = notBefore.UTC().Truncate(time.Second)
+	}
 	c := Claims{
 		Subject:     subject,
 		Permissions: slices.Clone(perms),
@@ -79,7 +93,9 @@ func (is *Issuer) Issue(subject string, perms []string) (string, Claims, error) 
 			ID:        c.ID,
 		},
 	}
-	raw, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, wc).SignedString(is.priv)
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, wc)
+	t.Header["kid"] = is.kid
+	raw, err := t.SignedString(is.priv)
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("issue token: sign: %w", err)
 	}

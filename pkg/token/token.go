@@ -5,7 +5,11 @@
 //
 // A token carries the subject (user name), its permissions as
 // "type.action.key" filters (claim "perms"), iat, nbf (= iat), exp, a random
-// jti and iss "herald".
+// jti and iss "herald"; its header names the signing key ("kid", see [KeyID]), so a
+// [KeySet] can hold the current and the previous key across a rotation.
+//
+// [Revocations] is the list of revoked tokens (by jti) and users (every token issued before a
+// time); a KeySet made WithRevocations refuses what it lists.
 package token
 
 import (
@@ -27,6 +31,12 @@ var (
 	// ErrInvalid means a correctly signed token whose claims are unacceptable
 	// (wrong issuer, not valid yet).
 	ErrInvalid = errors.New("token invalid")
+	// ErrRevoked means a correctly signed, unexpired token that was revoked: by its jti, or
+	// because every token of its subject issued before some time was (a password change).
+	ErrRevoked = errors.New("token revoked")
+	// ErrNoKey means the verifier knows no signing key yet (auth has not published one), so it
+	// cannot tell good tokens from bad: the caller should answer "unavailable", not "denied".
+	ErrNoKey = errors.New("no token signing key known yet")
 )
 
 // IssuerName is the iss claim of every Herald token; Verify refuses others.
@@ -46,7 +56,7 @@ type Claims struct {
 	Permissions []string
 	IssuedAt    time.Time
 	ExpiresAt   time.Time
-	// ID is the unique token id (jti), for logs and future revocation.
+	// ID is the unique token id (jti), for logs and revocation.
 	ID string
 }
 
@@ -56,6 +66,7 @@ type Option func(*options)
 type options struct {
 	now    func() time.Time
 	leeway time.Duration
+	rev    *Revocations
 }
 
 func buildOptions(opts []Option) options {
@@ -83,4 +94,9 @@ func WithLeeway(d time.Duration) Option {
 	return func(o *options) {
 		o.leeway = min(max(d, 0), DefaultLeeway)
 	}
+}
+
+// WithRevocations makes a verifier refuse the tokens r lists (with ErrRevoked).
+func WithRevocations(r *Revocations) Option {
+	return func(o *options) { o.rev = r }
 }

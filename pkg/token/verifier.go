@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -22,23 +23,25 @@ type Verifier interface {
 // hundred bytes plus the permissions.
 const maxTokenBytes = 16 << 10
 
-// keyVerifier verifies tokens locally against one Ed25519 public key.
-type keyVerifier struct {
-	pub    ed25519.PublicKey
+// KeySet verifies tokens locally against the signing keys it holds, chosen by the token's
+// "kid": the auth service publishes its current and previous public keys, and a KeySet fed
+// with them accepts tokens of either across a rotation. Until it holds a key it refuses every
+// token with ErrNoKey. It is safe for concurrent use; SetKeys may be called at any time.
+type KeySet struct {
 	parser *jwt.Parser
+	rev    *Revocations
+
+	mu   sync.RWMutex
+	keys map[string]ed25519.PublicKey // by KeyID; mu guards keys
 }
 
-// NewVerifier returns a Verifier that accepts only EdDSA tokens signed by the
-// private key matching pub, issued by "herald", with an exp in the future
-// (within the leeway, default and maximum 5s). It panics if pub is not 32
-// bytes, a programming error caught at startup.
-func NewVerifier(pub ed25519.PublicKey, opts ...Option) Verifier {
-	if len(pub) != ed25519.PublicKeySize {
-		panic(fmt.Sprintf("token: public key has %d bytes, want %d", len(pub), ed25519.PublicKeySize))
-	}
+// NewKeySet returns an empty KeySet that accepts only EdDSA tokens issued by "herald", with an
+// exp in the future (within the leeway, default and maximum 5s), and, with WithRevocations,
+// not revoked.
+func NewKeySet(opts ...Option) *KeySet {
 	o := buildOptions(opts)
-	return &keyVerifier{
-		pub: pub,
+	return &KeySet{
+		rev: o.rev,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{Algorithm}),
 			jwt.WithExpirationRequired(),
@@ -50,9 +53,69 @@ func NewVerifier(pub ed25519.PublicKey, opts ...Option) Verifier {
 	}
 }
 
-// Verify implements Verifier. It needs no I/O; ctx is accepted so that
-// implementations consulting a revocation list can share the interface.
-func (v *keyVerifier) Verify(_ context.Context, raw string) (Claims, error) {
+// NewVerifier returns a Verifier holding the one key pub (see NewKeySet). It panics if pub is
+// not 32 bytes, a programming error caught at startup.
+func NewVerifier(pub ed25519.PublicKey, opts ...Option) Verifier {
+	if len(pub) != ed25519.PublicKeySize {
+		panic(fmt.Sprintf("token: public key has %d bytes, want %d", len(pub), ed25519.PublicKeySize))
+	}
+	ks := NewKeySet(opts...)
+	ks.SetKeys(pub)
+	return ks
+}
+
+// SetKeys replaces the keys the set verifies with; keys of the wrong size are skipped.
+func (k *KeySet) SetKeys(pubs ...ed25519.PublicKey) {
+	keys := make(map[string]ed25519.PublicKey, len(pubs))
+	for _, p := range pubs {
+		if len(p) == ed25519.PublicKeySize {
+			keys[KeyID(p)] = p
+		}
+	}
+	k.mu.Lock()
+	k.keys = keys
+	k.mu.Unlock()
+}
+
+// Known reports whether the set holds at least one key, so it can verify anything at all.
+func (k *KeySet) Known() bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return len(k.keys) > 0
+}
+
+// Revocations returns the list the set refuses tokens from, nil without WithRevocations.
+func (k *KeySet) Revocations() *Revocations { return k.rev }
+
+// keyFor picks the key for t: the one its kid names, or, for a token without kid (issued
+// before keys had ids), any key held.
+func (k *KeySet) keyFor(t *jwt.Token) (any, error) {
+	// WithValidMethods already checked alg; this guards the key type too, so an HMAC method
+	// can never be handed the public key as a secret.
+	if _, ok := t.Method.(*jwt.SigningMethodEd25519); !ok {
+		return nil, fmt.Errorf("unexpected signing method %q", t.Method.Alg())
+	}
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if len(k.keys) == 0 {
+		return nil, ErrNoKey
+	}
+	if kid, ok := t.Header["kid"].(string); ok {
+		pub, ok := k.keys[kid]
+		if !ok {
+			return nil, fmt.Errorf("unknown signing key %q", kid)
+		}
+		return pub, nil
+	}
+	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, 0, len(k.keys))}
+	for _, pub := range k.keys {
+		set.Keys = append(set.Keys, pub)
+	}
+	return set, nil
+}
+
+// Verify implements Verifier. It needs no I/O.
+func (k *KeySet) Verify(_ context.Context, raw string) (Claims, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return Claims{}, fmt.Errorf("%w: empty token", ErrMalformed)
@@ -61,15 +124,11 @@ func (v *keyVerifier) Verify(_ context.Context, raw string) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, maxTokenBytes)
 	}
 	var wc wireClaims
-	_, err := v.parser.ParseWithClaims(raw, &wc, func(t *jwt.Token) (any, error) {
-		// WithValidMethods already checked alg; this guards the key type too,
-		// so an HMAC method can never be handed the public key as a secret.
-		if _, ok := t.Method.(*jwt.SigningMethodEd25519); !ok {
-			return nil, fmt.Errorf("unexpected signing method %q", t.Method.Alg())
-		}
-		return v.pub, nil
-	})
+	_, err := k.parser.ParseWithClaims(raw, &wc, k.keyFor)
 	if err != nil {
+		if errors.Is(err, ErrNoKey) {
+			return Claims{}, ErrNoKey
+		}
 		if errors.Is(err, jwt.ErrTokenExpired) && wc.ExpiresAt != nil {
 			return Claims{}, fmt.Errorf("%w at %s", ErrExpired, wc.ExpiresAt.UTC().Format(time.RFC3339))
 		}
@@ -90,6 +149,9 @@ func (v *keyVerifier) Verify(_ context.Context, raw string) (Claims, error) {
 	}
 	if c.Permissions == nil {
 		c.Permissions = []string{}
+	}
+	if err := k.rev.Check(c); err != nil {
+		return Claims{}, err
 	}
 	return c, nil
 }

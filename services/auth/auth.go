@@ -6,7 +6,10 @@
 // It also keeps agents' API keys, each bound to one server and stored as
 // its SHA-256: created, listed and revoked over gRPC (permission
 // apikeys.manage.*), verified by ingests over NATS (authwire.VerifyAPIKey).
-// Users and keys live in memory (all-in-one) or in Redis (RedisStore).
+// With a JetStream (Deps.JetStream) users, API keys, signing keys and revocations live in
+// JetStream key-value buckets shared by every auth instance and kept across restarts; the
+// public key set and the revocations are what edges and ingests watch (authwire.Trust).
+// Without one (unit tests) everything is in this process's memory.
 package auth
 
 import (
@@ -16,9 +19,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/heraldhq/herald/pkg/authwire"
@@ -49,18 +54,23 @@ type Config struct {
 	AdminPassword string
 	// UsersFile is an optional JSON list of users (see UserSpec).
 	UsersFile string
-	// SigningKeyFile is an Ed25519 PKCS #8 PEM private key. Empty: a key is
-	// generated in memory, so tokens die with the process and replicas do
-	// not accept each other's tokens.
+	// SigningKeyFile is an Ed25519 PKCS #8 PEM private key, made the current signing key at
+	// start. Empty: the key stored in JetStream (made by the first instance, rotated with
+	// RotateSigningKey), or one generated in memory without JetStream.
 	SigningKeyFile string
+	// KVReplicas is the number of copies of auth's key-value buckets in a NATS cluster
+	// (3 on a production cluster; default 1).
+	KVReplicas int
 	// TokenTTL is how long issued tokens live (default 1h).
 	TokenTTL time.Duration
 	// BcryptCost is the cost of newly hashed passwords (default
 	// bcrypt.DefaultCost; tests use bcrypt.MinCost).
 	BcryptCost int
-	// LoginMaxFailures is how many failed logins a user name may have within
-	// LoginFailureWindow before further attempts are refused until the
-	// window ends (default 10; negative disables the limit).
+	// LoginMaxFailures is how many failed logins a user name may have from one
+	// address (ten times as many over all names from one address) before further
+	// attempts from there back off, 1s doubling up to LoginFailureWindow (default
+	// 10; negative disables the limit). Never per name alone: a stranger cannot
+	// lock a user out.
 	LoginMaxFailures int
 	// LoginFailureWindow is the window of LoginMaxFailures (default 1m).
 	LoginFailureWindow time.Duration
@@ -76,12 +86,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		`JSON list of users: [{"name","password" or "password_hash","permissions"}]`)
 	fs.StringVar(&c.SigningKeyFile, "auth.signing-key-file", c.SigningKeyFile,
 		"Ed25519 PKCS#8 PEM signing key; empty generates one in memory (dev only: tokens die on restart)")
+	fs.IntVar(&c.KVReplicas, "auth.kv-replicas", 1, "copies of auth's key-value buckets (users, API keys, signing keys, revocations) in the NATS cluster; 3 on a production cluster")
 	fs.DurationVar(&c.TokenTTL, "auth.token-ttl", DefaultTokenTTL, "lifetime of issued tokens")
 	fs.IntVar(&c.BcryptCost, "auth.bcrypt-cost", bcrypt.DefaultCost, "bcrypt cost of password hashes")
 	fs.IntVar(&c.LoginMaxFailures, "auth.login-max-failures", DefaultLoginMaxFailures,
-		"failed logins per user name within auth.login-failure-window before refusing (negative: no limit)")
+		"failed logins per (user, address) before backing off; ten times as many per address (negative: no limit)")
 	fs.DurationVar(&c.LoginFailureWindow, "auth.login-failure-window", DefaultLoginFailureWindow,
-		"window of auth.login-max-failures")
+		"failures older than this are forgotten; also the longest backoff")
 }
 
 // AdminPasswordAlias is a second flag name for auth.admin-password, so that
@@ -119,6 +130,9 @@ func (c Config) Validate() error {
 	if c.BcryptCost != 0 && (c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost) {
 		errs = append(errs, fmt.Errorf("auth.bcrypt-cost: must be in [%d, %d]", bcrypt.MinCost, bcrypt.MaxCost))
 	}
+	if c.KVReplicas < 0 || c.KVReplicas > 5 {
+		errs = append(errs, fmt.Errorf("auth.kv-replicas: must be between 1 and 5, got %d", c.KVReplicas))
+	}
 	if c.LoginFailureWindow < 0 {
 		errs = append(errs, errors.New("auth.login-failure-window: must not be negative"))
 	}
@@ -148,9 +162,14 @@ func (c Config) withDefaults() Config {
 type Deps struct {
 	// NC carries the authwire subjects; nil: Run serves no NATS.
 	NC *nats.Conn
+	// JetStream holds users, API keys, signing keys and revocations in key-value buckets;
+	// nil: memory, this process only.
+	JetStream jetstream.JetStream
+	// KVMemory keeps those buckets in memory instead of files (tests only).
+	KVMemory bool
 	// Log is the logger; nil discards.
 	Log *slog.Logger
-	// Store holds users and API keys; nil: a new MemoryStore.
+	// Store holds users and API keys; nil: a KVStore with JetStream, else a MemoryStore.
 	Store Store
 	// Now is the clock for tokens and the login limiter; nil: time.Now.
 	Now func() time.Time
@@ -158,15 +177,18 @@ type Deps struct {
 
 // Service issues tokens to users who prove their password.
 type Service struct {
-	cfg      Config
-	nc       *nats.Conn
-	log      *slog.Logger
-	store    Store
-	hasher   *hasher
-	issuer   *token.Issuer
-	verifier token.Verifier
-	limiter  *failureLimiter
-	now      func() time.Time
+	cfg           Config
+	nc            *nats.Conn
+	log           *slog.Logger
+	store         Store
+	hasher        *hasher
+	keys          *keyring
+	verifier      *token.KeySet
+	revocations   *token.Revocations
+	revocationsKV jetstream.KeyValue // nil without JetStream
+	trust         *authwire.Trust    // nil without JetStream
+	limiter       *failureLimiter
+	now           func() time.Time
 }
 
 // bootstrapTimeout bounds the store writes New makes.
@@ -185,9 +207,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("component", "auth")
-	if s.store == nil {
-		s.store = NewMemoryStore()
-	}
 	now := deps.Now
 	if now == nil {
 		now = time.Now
@@ -197,16 +216,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.hasher, err = newHasher(cfg.BcryptCost); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	priv, err := s.signingKey()
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
-	s.issuer = token.NewIssuer(priv, cfg.TokenTTL, token.WithClock(now))
-	s.verifier = token.NewVerifier(s.issuer.PublicKey(), token.WithClock(now))
-	s.limiter = newFailureLimiter(cfg.LoginMaxFailures, cfg.LoginFailureWindow, now)
-
 	ctx, cancel := context.WithTimeout(context.Background(), bootstrapTimeout)
 	defer cancel()
+	if err := s.openState(ctx, deps); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	s.limiter = newFailureLimiter(cfg.LoginMaxFailures, cfg.LoginFailureWindow, now)
 	if err := s.loadUsers(ctx); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
@@ -216,12 +231,62 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-func (s *Service) signingKey() (ed25519.PrivateKey, error) {
+// openState binds the buckets (with a JetStream) and loads the signing keys.
+func (s *Service) openState(ctx context.Context, deps Deps) error {
+	clock := token.WithClock(s.now)
+	s.keys = &keyring{log: s.log, newIssuer: func(p ed25519.PrivateKey) *token.Issuer {
+		return token.NewIssuer(p, s.cfg.TokenTTL, clock)
+	}}
+	var fromFile ed25519.PrivateKey
 	if s.cfg.SigningKeyFile != "" {
-		return token.LoadPrivateKeyPEM(s.cfg.SigningKeyFile)
+		var err error
+		if fromFile, err = token.LoadPrivateKeyPEM(s.cfg.SigningKeyFile); err != nil {
+			return err
+		}
 	}
-	s.log.Warn("no auth.signing-key-file: using a key generated in memory; tokens will not survive a restart, and replicas need one shared key file")
-	return token.GenerateKey()
+	if deps.JetStream == nil {
+		if s.store == nil {
+			s.store = NewMemoryStore()
+		}
+		s.revocations = token.NewRevocations(clock)
+		s.verifier = token.NewKeySet(clock, token.WithRevocations(s.revocations))
+		s.keys.verifier = s.verifier
+		if fromFile == nil {
+			s.log.Warn("no JetStream and no auth.signing-key-file: using a key generated in memory; tokens will not survive a restart")
+		}
+		return s.keys.load(ctx, fromFile)
+	}
+	kvc := KVConfig{Replicas: s.cfg.KVReplicas, Memory: deps.KVMemory}
+	if s.store == nil {
+		st, err := NewKVStore(ctx, deps.JetStream, kvc)
+		if err != nil {
+			return err
+		}
+		s.store = st
+	}
+	var err error
+	if s.keys.signing, s.keys.keyset, err = openSigning(ctx, deps.JetStream, kvc); err != nil {
+		return err
+	}
+	if s.revocationsKV, err = openRevocations(ctx, deps.JetStream, kvc, s.cfg.TokenTTL); err != nil {
+		return err
+	}
+	s.trust = authwire.NewTrust(deps.JetStream, s.log, clock)
+	s.verifier, s.revocations = s.trust.Verifier(), s.trust.Revocations()
+	s.keys.verifier = s.verifier
+	return s.keys.load(ctx, fromFile)
+}
+
+// RotateSigningKey makes a new signing key for every auth instance; tokens signed with the one
+// it replaces keep verifying (it stays in the key set as the previous key) until the next
+// rotation. It returns the new key's id.
+func (s *Service) RotateSigningKey(ctx context.Context) (string, error) {
+	kid, err := s.keys.rotate(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "signing key rotated", slog.String("principal", principalFrom(ctx)), slog.String("kid", kid))
+	return kid, nil
 }
 
 func (s *Service) loadUsers(ctx context.Context) error {
@@ -279,21 +344,29 @@ func (s *Service) bootstrapAdmin(ctx context.Context) error {
 }
 
 // Verifier returns a verifier for this service's tokens, for an edge in the
-// same process.
-func (s *Service) Verifier() token.Verifier { return s.verifier }
+// same process: it follows rotations and refuses revoked tokens.
+func (s *Service) Verifier() *token.KeySet { return s.verifier }
 
-// PublicKey returns the key that verifies this service's tokens.
-func (s *Service) PublicKey() ed25519.PublicKey { return s.issuer.PublicKey() }
+// PublicKey returns the key that verifies this service's new tokens.
+func (s *Service) PublicKey() ed25519.PublicKey { return s.keys.Issuer().PublicKey() }
 
 // Run serves the authwire NATS subjects in queue group authwire.QueueGroup
 // until ctx is done, then drains those subscriptions and returns nil.
 // Without a NATS connection it only waits for ctx.
 func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { s.keys.follow(ctx) })
+	if s.trust != nil {
+		wg.Go(func() { _ = s.trust.Run(ctx) })
+	}
 	if s.nc == nil {
 		<-ctx.Done()
 		return nil
 	}
-	r := authwire.Responder{Login: s.natsLogin, VerifyAPIKey: s.natsVerifyAPIKey, PublicKey: s.PublicKey(), Log: s.log}
+	r := authwire.Responder{Login: s.natsLogin, VerifyAPIKey: s.natsVerifyAPIKey, CurrentKey: s.PublicKey, Log: s.log}
 	s.log.Info("serving auth on NATS", "subjects", []string{authwire.SubjectLogin, authwire.SubjectKeys, authwire.SubjectAPIKeyVerify}, "queue", authwire.QueueGroup)
 	if err := r.Serve(ctx, s.nc, authwire.QueueGroup); err != nil {
 		return fmt.Errorf("auth: %w", err)

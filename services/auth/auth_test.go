@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -208,16 +209,36 @@ func TestLoginLimited(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	clock := func() time.Time { return now }
-	s, _ := newService(t, auth.Config{AdminPassword: adminPW, LoginMaxFailures: 2}, auth.Deps{Now: clock})
+	s, logs := newService(t, auth.Config{AdminPassword: adminPW, LoginMaxFailures: 2}, auth.Deps{Now: clock})
+	const stranger, owner = "203.0.113.9", "198.51.100.4"
 	for range 2 {
-		if _, err := s.Login(t.Context(), "admin", "guess"); !errors.Is(err, auth.ErrBadCredentials) {
+		if _, err := s.LoginFrom(t.Context(), "admin", "guess", stranger); !errors.Is(err, auth.ErrBadCredentials) {
 			t.Fatal(err)
 		}
 	}
-	_, err := s.Login(t.Context(), "admin", adminPW)
+	// The stranger is slowed down, even with the right password...
+	_, err := s.LoginFrom(t.Context(), "admin", adminPW, stranger)
 	var limit *auth.LimitError
-	if !errors.As(err, &limit) || !errors.Is(err, auth.ErrTooManyAttempts) || limit.RetryAfter != time.Minute {
-		t.Fatalf("third attempt: %v, want LimitError(1m)", err)
+	if !errors.As(err, &limit) || !errors.Is(err, auth.ErrTooManyAttempts) || limit.RetryAfter != time.Second {
+		t.Fatalf("third attempt: %v, want LimitError(1s)", err)
+	}
+	// ...but the user's own right password from their address still works.
+	if _, err := s.LoginFrom(t.Context(), "admin", adminPW, owner); err != nil {
+		t.Fatalf("owner locked out by a stranger: %v", err)
+	}
+	// The backoff ends; then each further failure doubles it.
+	now = now.Add(time.Second)
+	if _, err := s.LoginFrom(t.Context(), "admin", "guess", stranger); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("after the backoff: %v", err)
+	}
+	if _, err := s.LoginFrom(t.Context(), "admin", "guess", stranger); !errors.As(err, &limit) || limit.RetryAfter != 2*time.Second {
+		t.Fatalf("after another failure: %v, want LimitError(2s)", err)
+	}
+	if st := s.LoginLimits(); st.RefusedUserAddress != 2 || st.RefusedAddress != 0 {
+		t.Fatalf("LoginLimits = %+v", st)
+	}
+	if !strings.Contains(logs.String(), `"msg":"login refused: too many failures"`) || !strings.Contains(logs.String(), stranger) {
+		t.Fatalf("refusal not logged with the address:\n%s", logs)
 	}
 }
 
@@ -238,5 +259,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (auth.Config{}).Validate(); err != nil {
 		t.Errorf("zero Config invalid: %v", err)
+	}
+}
+
+// A login whose caller has already given up costs no password check and counts no failure.
+func TestLoginDroppedWhenCallerGaveUp(t *testing.T) {
+	t.Parallel()
+	s, logs := newService(t, auth.Config{AdminPassword: adminPW}, auth.Deps{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.LoginFrom(ctx, "admin", "guess", "192.0.2.1"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned login: %v, want context.Canceled", err)
+	}
+	if strings.Contains(logs.String(), "login failed") {
+		t.Fatalf("an abandoned login was checked:\n%s", logs)
 	}
 }

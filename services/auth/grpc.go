@@ -7,9 +7,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/heraldhq/herald/pkg/access"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 
@@ -26,7 +28,7 @@ type grpcServer struct {
 
 // Login implements heraldv1.AuthServiceServer.
 func (g grpcServer) Login(ctx context.Context, req *heraldv1.LoginRequest) (*heraldv1.LoginResponse, error) {
-	sess, err := g.s.Login(ctx, req.GetUsername(), req.GetPassword())
+	sess, err := g.s.LoginFrom(ctx, req.GetUsername(), req.GetPassword(), grpcPeerHost(ctx))
 	if err != nil {
 		return nil, g.loginStatus(ctx, req.GetUsername(), err)
 	}
@@ -55,6 +57,14 @@ func (g grpcServer) Verify(ctx context.Context, req *heraldv1.VerifyRequest) (*h
 		IssuedAt:    timestamppb.New(c.IssuedAt),
 		ExpiresAt:   timestamppb.New(c.ExpiresAt),
 	}, nil
+}
+
+// grpcPeerHost is the caller's host, for the login limiter.
+func grpcPeerHost(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return access.ClientHost(p.Addr.String())
+	}
+	return ""
 }
 
 // loginStatus maps a Login error to a gRPC status; internal errors are

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/heraldhq/herald/pkg/access"
 )
 
 // maxBodyBytes bounds login request bodies.
@@ -47,7 +49,7 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorResponse{Error: "request body: " + jsonError(err)})
 		return
 	}
-	sess, err := s.Login(r.Context(), req.Username, req.Password)
+	sess, err := s.LoginFrom(r.Context(), req.Username, req.Password, access.ClientHost(r.RemoteAddr))
 	if err != nil {
 		status, msg := s.httpError(w, r, req.Username, err)
 		writeJSON(w, status, errorResponse{Error: msg})
@@ -99,7 +101,7 @@ func (s *Service) handleSaltLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	sess, err := s.Login(r.Context(), fields["username"], fields["password"])
+	sess, err := s.LoginFrom(r.Context(), fields["username"], fields["password"], access.ClientHost(r.RemoteAddr))
 	if err != nil {
 		status, msg := s.httpError(w, r, fields["username"], err)
 		writeSaltStatus(w, status, msg)

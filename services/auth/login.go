@@ -42,6 +42,13 @@ type Session struct {
 // permissions. Errors wrap ErrInvalidRequest, ErrBadCredentials or
 // ErrTooManyAttempts; anything else is internal.
 func (s *Service) Login(ctx context.Context, username, password string) (Session, error) {
+	return s.LoginFrom(ctx, username, password, "")
+}
+
+// LoginFrom is Login from a client at address (a host, "" when unknown), which failed logins
+// are limited by. The password check waits for one of the service's bcrypt workers (as many
+// as cores); a caller that gives up while waiting costs no hashing.
+func (s *Service) LoginFrom(ctx context.Context, username, password, address string) (Session, error) {
 	switch {
 	case username == "":
 		return Session{}, fmt.Errorf("%w: username: must not be empty", ErrInvalidRequest)
@@ -50,23 +57,35 @@ func (s *Service) Login(ctx context.Context, username, password string) (Session
 	case len(username) > maxUsernameBytes:
 		return Session{}, fmt.Errorf("%w: username: longer than %d bytes", ErrInvalidRequest, maxUsernameBytes)
 	}
-	if ok, wait := s.limiter.allow(username); !ok {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "login refused: too many failures", slog.String("principal", username))
+	if ok, wait, byAddress := s.limiter.allow(username, address); !ok {
+		scope := "user and address"
+		if byAddress {
+			scope = "address"
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "login refused: too many failures", slog.String("principal", username),
+			slog.String("address", address), slog.String("limit", scope), slog.Duration("retry_after", wait))
 		return Session{}, &LimitError{RetryAfter: wait}
 	}
 	u, err := s.store.GetUser(ctx, username)
 	switch {
 	case errors.Is(err, ErrUserNotFound):
-		s.hasher.check(nil, password) // Same cost as a wrong password.
-		return Session{}, s.failed(ctx, username, "unknown user")
+		u = User{} // Checked against the dummy hash: same cost as a wrong password.
 	case err != nil:
 		return Session{}, fmt.Errorf("login %q: %w", username, err)
 	}
-	if len(password) > maxPasswordBytes || !s.hasher.check(u.PasswordHash, password) {
-		return Session{}, s.failed(ctx, username, "wrong password")
+	ok, err := s.hasher.checkPooled(ctx, u.PasswordHash, password)
+	if err != nil {
+		return Session{}, fmt.Errorf("login %q: %w", username, err)
 	}
-	s.limiter.succeed(username)
-	raw, claims, err := s.issuer.Issue(u.Name, u.Permissions)
+	if !ok {
+		why := "wrong password"
+		if u.Name == "" {
+			why = "unknown user"
+		}
+		return Session{}, s.failed(ctx, username, address, why)
+	}
+	s.limiter.succeed(username, address)
+	raw, claims, err := s.keys.Issuer().IssueNotBefore(u.Name, u.Permissions, s.revocations.UserRevokedBefore(u.Name))
 	if err != nil {
 		return Session{}, fmt.Errorf("login %q: %w", username, err)
 	}
@@ -76,8 +95,11 @@ func (s *Service) Login(ctx context.Context, username, password string) (Session
 
 // failed records and logs a failed login; why stays in the log, the client
 // only learns ErrBadCredentials.
-func (s *Service) failed(ctx context.Context, username, why string) error {
-	s.limiter.fail(username)
-	s.log.LogAttrs(ctx, slog.LevelInfo, "login failed", slog.String("principal", username), slog.String("reason", why))
+func (s *Service) failed(ctx context.Context, username, address, why string) error {
+	s.limiter.fail(username, address)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "login failed", slog.String("principal", username), slog.String("address", address), slog.String("reason", why))
 	return ErrBadCredentials
 }
+
+// LoginLimits returns how many logins the failure limiter refused since start.
+func (s *Service) LoginLimits() LimitStats { return s.limiter.stats() }

@@ -10,7 +10,7 @@ import (
 
 // natsLogin adapts Login to the authwire reply shape.
 func (s *Service) natsLogin(ctx context.Context, req authwire.LoginRequest) authwire.LoginReply {
-	sess, err := s.Login(ctx, req.Username, req.Password)
+	sess, err := s.LoginFrom(ctx, req.Username, req.Password, req.Address)
 	switch {
 	case err == nil:
 		return authwire.LoginReply{

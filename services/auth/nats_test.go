@@ -43,7 +43,7 @@ func TestNATSLogin(t *testing.T) {
 	if !s.PublicKey().Equal(pub) {
 		t.Fatal("herald.auth.keys returned another key")
 	}
-	raw, err := authwire.Login(t.Context(), nc, "admin", adminPW)
+	raw, err := authwire.Login(t.Context(), nc, "admin", adminPW, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +51,10 @@ func TestNATSLogin(t *testing.T) {
 	if err != nil || c.Subject != "admin" || len(c.Permissions) != 1 || c.Permissions[0] != "*.*.*" {
 		t.Fatalf("claims %+v, %v", c, err)
 	}
-	if _, err := authwire.Login(t.Context(), nc, "admin", "wrong"); !errors.Is(err, authwire.ErrUnauthorized) {
+	if _, err := authwire.Login(t.Context(), nc, "admin", "wrong", ""); !errors.Is(err, authwire.ErrUnauthorized) {
 		t.Fatalf("wrong password: %v, want ErrUnauthorized", err)
 	}
-	if _, err := authwire.Login(t.Context(), nc, "", "x"); !errors.Is(err, authwire.ErrBadRequest) {
+	if _, err := authwire.Login(t.Context(), nc, "", "x", ""); !errors.Is(err, authwire.ErrBadRequest) {
 		t.Fatalf("empty user: %v, want ErrBadRequest", err)
 	}
 
@@ -64,7 +64,7 @@ func TestNATSLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	done <- nil // Let the cleanup's receive succeed.
-	if _, err := authwire.Login(t.Context(), nc, "admin", adminPW); !errors.Is(err, authwire.ErrUnavailable) {
+	if _, err := authwire.Login(t.Context(), nc, "admin", adminPW, ""); !errors.Is(err, authwire.ErrUnavailable) {
 		t.Fatalf("after Run: %v, want ErrUnavailable", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/pkg/agentstate"
@@ -38,8 +39,9 @@ type Config struct {
 	Auth   auth.Config
 	Ingest ingest.Config
 	Edge   edge.Config
-	// RedisURL, when set, keeps users and API keys, agent state and the connection registry
-	// in Redis, shared with other Herald processes; empty keeps them in memory.
+	// RedisURL, when set, keeps agent state and the connection registry in Redis, shared with
+	// other Herald processes; empty keeps them in memory. Users and keys are always in the
+	// embedded JetStream.
 	RedisURL string
 	// Instance names this process in the connection registry (its edge is
 	// "<instance>-edge", its ingest "<instance>-ingest"); empty: a random id.
@@ -55,7 +57,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Auth.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.Edge.RegisterFlags(fs)
-	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for users, API keys, agent state and the connection registry; empty: memory")
+	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (redis://[:password@]host:6379/0) for agent state and the connection registry; empty: memory")
 	fs.StringVar(&c.Instance, "instance", "", "this process's name in the connection registry (empty: random)")
 }
 
@@ -86,8 +88,8 @@ type Stack struct {
 	devID  string // the key's id
 }
 
-// DevServerID is the server id of the API key the stack makes at start, so
-// a newcomer can start an agent at once.
+// DevServerID is the server id of the API key the stack makes at start, so a newcomer can
+// start an agent at once.
 const DevServerID = "dev-server"
 
 // devKeyName labels the dev key, so a start with a persistent key store
@@ -181,9 +183,8 @@ func (s *Stack) Run(ctx context.Context) error {
 
 	// Shared state: Redis when configured, else memory, one store per kind for the process.
 	var (
-		authStore auth.Store
-		state     agentstate.Store  = agentstate.NewMemory()
-		reg       registry.Registry = registry.NewMemory()
+		state agentstate.Store  = agentstate.NewMemory()
+		reg   registry.Registry = registry.NewMemory()
 	)
 	if s.cfg.RedisURL != "" {
 		opts, _ := redis.ParseURL(s.cfg.RedisURL) // checked by Validate
@@ -192,7 +193,6 @@ func (s *Stack) Run(ctx context.Context) error {
 			<-ctx.Done()
 			return rdb.Close()
 		}))
-		authStore = auth.NewRedisStore(rdb, auth.DefaultRedisPrefix)
 		state = agentstate.NewRedis(rdb, agentstate.DefaultRedisPrefix)
 		reg = registry.NewRedis(rdb, registry.DefaultRedisPrefix)
 	}
@@ -201,17 +201,25 @@ func (s *Stack) Run(ctx context.Context) error {
 		instance = registry.NewInstanceID("herald")
 	}
 
-	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: w.conn("auth"), Log: s.log, Store: authStore})
+	// Users, API keys, signing keys and revocations: the embedded JetStream's key-value
+	// buckets, so they survive a restart like the events do; Redis holds none of them.
+	authNC := w.conn("auth")
+	var authJS jetstream.JetStream
+	if authNC != nil {
+		authJS, err = jetstream.New(authNC)
+		w.check(err)
+	}
+	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: authNC, JetStream: authJS, Log: s.log})
 	w.check(err)
 	w.add("auth", authSvc)
 	var devKey auth.NewAPIKey
 	if authSvc != nil {
-		devKey, err = ensureDevKey(ctx, authSvc, s.cfg.RedisURL != "")
+		devKey, err = ensureDevKey(ctx, authSvc)
 		w.check(err)
 	}
 	var verifier token.Verifier
 	if authSvc != nil {
-		verifier = authSvc.Verifier() // in-process: no key fetch, same key
+		verifier = authSvc.Verifier() // in-process: same keys and revocations, no watch delay
 	}
 	// Ingest records each server's latest sample and facts, and the edge reads them for new
 	// viewers, from the same store; both list their connections in the same registry.
@@ -253,20 +261,19 @@ func (s *Stack) Run(ctx context.Context) error {
 	return s.cfg.App.Run(ctx, s.log, w.runners...)
 }
 
-// ensureDevKey makes the dev API key for DevServerID. With keys in memory
-// they die with the process, so every start makes one. With a persistent
-// store it is made once: a later start finds the active key an earlier one
-// made and returns it without its secret (only its hash is stored), rather
-// than adding another permanent key on every start.
-func ensureDevKey(ctx context.Context, a *auth.Service, persistent bool) (auth.NewAPIKey, error) {
-	if persistent {
-		keys, err := a.ListAPIKeys(ctx, DevServerID)
-		if err != nil {
-			return auth.NewAPIKey{}, fmt.Errorf("dev api key: %w", err)
-		}
-		for _, k := range keys {
-			if !k.Revoked && k.Name == devKeyName {
-				return auth.NewAPIKey{APIKey: k}, nil
+// ensureDevKey makes the dev API key for DevServerID, printed by the banner. Keys live in
+// JetStream and outlive the process, and only a key's hash is stored, so an earlier start's
+// key cannot be shown again: each start revokes the dev key it finds and makes a new one.
+// There is one active dev key however often the stack starts.
+func ensureDevKey(ctx context.Context, a *auth.Service) (auth.NewAPIKey, error) {
+	keys, err := a.ListAPIKeys(ctx, DevServerID)
+	if err != nil {
+		return auth.NewAPIKey{}, fmt.Errorf("dev api key: %w", err)
+	}
+	for _, k := range keys {
+		if !k.Revoked && k.Name == devKeyName {
+			if err := a.RevokeAPIKey(ctx, k.ID); err != nil {
+				return auth.NewAPIKey{}, fmt.Errorf("dev api key: revoke the previous one: %w", err)
 			}
 		}
 	}
@@ -366,16 +373,8 @@ The CLI: go run ./services/herald/cmd/herald login -u admin, then herald watch, 
 // ws:// or wss:// address.
 func (s *Stack) agentHint(base string) string {
 	s.mu.Lock()
-	key, id := s.devKey, s.devID
+	key := s.devKey
 	s.mu.Unlock()
-	if key == "" {
-		return fmt.Sprintf("Start an agent: the dev API key for server %s (id %s) is kept in Redis from an earlier start,\n"+
-			"  with the secret shown then; revoke it (herald keys revoke %s) and restart for a new one.", DevServerID, id, id)
-	}
-	life := "made at start, gone at exit"
-	if s.cfg.RedisURL != "" {
-		life = "made once and kept in Redis: note it, later starts reuse it"
-	}
-	return fmt.Sprintf("Start an agent (dev API key for server %s, %s):\n"+
-		"  cd services/agent && go run ./cmd/herald-agent -url %s/api/v1/agents/ws -api-key %s -enable-commands", DevServerID, life, base, key)
+	return fmt.Sprintf("Start an agent (dev API key for server %s, made at this start; the previous start's is revoked):\n"+
+		"  cd services/agent && go run ./cmd/herald-agent -url %s/api/v1/agents/ws -api-key %s -enable-commands", DevServerID, base, key)
 }

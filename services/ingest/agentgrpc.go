@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/agentwire"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/token"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 
@@ -159,6 +160,9 @@ func (s *Service) authenticate(ctx context.Context) (caller, error) {
 		return caller{}, err
 	}
 	claims, err := s.verifier.Verify(ctx, raw)
+	if errors.Is(err, token.ErrNoKey) {
+		return caller{}, status.Errorf(codes.Unavailable, "cannot verify tokens yet: %v", err)
+	}
 	if err != nil {
 		return caller{}, status.Errorf(codes.Unauthenticated, "invalid token: %v", err)
 	}

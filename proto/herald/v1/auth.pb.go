@@ -668,6 +668,374 @@ func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
 	return file_herald_v1_auth_proto_rawDescGZIP(), []int{10}
 }
 
+// RotateSigningKeyRequest asks for a new signing key.
+type RotateSigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyRequest) Reset() {
+	*x = RotateSigningKeyRequest{}
+	mi := &file_herald_v1_auth_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyRequest) ProtoMessage() {}
+
+func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{11}
+}
+
+// RotateSigningKeyResponse names the new key.
+type RotateSigningKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new signing key's id (the kid of tokens issued from now on).
+	Kid           string `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyResponse) Reset() {
+	*x = RotateSigningKeyResponse{}
+	mi := &file_herald_v1_auth_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyResponse) ProtoMessage() {}
+
+func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RotateSigningKeyResponse) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+// RevokeTokenRequest names one token: by itself, or by jti and user.
+type RevokeTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token to revoke; or set jti and user instead.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The token's id (claim jti).
+	Jti string `protobuf:"bytes,2,opt,name=jti,proto3" json:"jti,omitempty"`
+	// The token's subject (claim sub).
+	User          string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_herald_v1_auth_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RevokeTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *RevokeTokenRequest) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *RevokeTokenRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+// RevokeTokenResponse is empty.
+type RevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_herald_v1_auth_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{14}
+}
+
+// RevokeUserRequest names the user whose tokens are revoked.
+type RevokeUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user name.
+	User          string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserRequest) Reset() {
+	*x = RevokeUserRequest{}
+	mi := &file_herald_v1_auth_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserRequest) ProtoMessage() {}
+
+func (x *RevokeUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserRequest.ProtoReflect.Descriptor instead.
+func (*RevokeUserRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeUserRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+// RevokeUserResponse is empty.
+type RevokeUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserResponse) Reset() {
+	*x = RevokeUserResponse{}
+	mi := &file_herald_v1_auth_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserResponse) ProtoMessage() {}
+
+func (x *RevokeUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserResponse.ProtoReflect.Descriptor instead.
+func (*RevokeUserResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{16}
+}
+
+// ChangePasswordRequest sets a user's password.
+type ChangePasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user name.
+	User string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The current password; needed when the caller is the user, not an administrator.
+	OldPassword string `protobuf:"bytes,2,opt,name=old_password,json=oldPassword,proto3" json:"old_password,omitempty"`
+	// The new password (1 to 72 bytes).
+	NewPassword   string `protobuf:"bytes,3,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_herald_v1_auth_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ChangePasswordRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetOldPassword() string {
+	if x != nil {
+		return x.OldPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+// ChangePasswordResponse is empty.
+type ChangePasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordResponse) Reset() {
+	*x = ChangePasswordResponse{}
+	mi := &file_herald_v1_auth_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordResponse) ProtoMessage() {}
+
+func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_auth_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
+func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_auth_proto_rawDescGZIP(), []int{18}
+}
+
 var File_herald_v1_auth_proto protoreflect.FileDescriptor
 
 const file_herald_v1_auth_proto_rawDesc = "" +
@@ -713,13 +1081,34 @@ const file_herald_v1_auth_proto_rawDesc = "" +
 	"\arevoked\x18\x05 \x01(\bR\arevoked\",\n" +
 	"\x13RevokeAPIKeyRequest\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"\x16\n" +
-	"\x14RevokeAPIKeyResponse2\xf8\x02\n" +
+	"\x14RevokeAPIKeyResponse\"\x19\n" +
+	"\x17RotateSigningKeyRequest\",\n" +
+	"\x18RotateSigningKeyResponse\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\"P\n" +
+	"\x12RevokeTokenRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
+	"\x03jti\x18\x02 \x01(\tR\x03jti\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"\x15\n" +
+	"\x13RevokeTokenResponse\"'\n" +
+	"\x11RevokeUserRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\"\x14\n" +
+	"\x12RevokeUserResponse\"q\n" +
+	"\x15ChangePasswordRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12!\n" +
+	"\fold_password\x18\x02 \x01(\tR\voldPassword\x12!\n" +
+	"\fnew_password\x18\x03 \x01(\tR\vnewPassword\"\x18\n" +
+	"\x16ChangePasswordResponse2\xc5\x05\n" +
 	"\vAuthService\x12:\n" +
 	"\x05Login\x12\x17.herald.v1.LoginRequest\x1a\x18.herald.v1.LoginResponse\x12=\n" +
 	"\x06Verify\x12\x18.herald.v1.VerifyRequest\x1a\x19.herald.v1.VerifyResponse\x12O\n" +
 	"\fCreateAPIKey\x12\x1e.herald.v1.CreateAPIKeyRequest\x1a\x1f.herald.v1.CreateAPIKeyResponse\x12L\n" +
 	"\vListAPIKeys\x12\x1d.herald.v1.ListAPIKeysRequest\x1a\x1e.herald.v1.ListAPIKeysResponse\x12O\n" +
-	"\fRevokeAPIKey\x12\x1e.herald.v1.RevokeAPIKeyRequest\x1a\x1f.herald.v1.RevokeAPIKeyResponseB\x94\x01\n" +
+	"\fRevokeAPIKey\x12\x1e.herald.v1.RevokeAPIKeyRequest\x1a\x1f.herald.v1.RevokeAPIKeyResponse\x12[\n" +
+	"\x10RotateSigningKey\x12\".herald.v1.RotateSigningKeyRequest\x1a#.herald.v1.RotateSigningKeyResponse\x12L\n" +
+	"\vRevokeToken\x12\x1d.herald.v1.RevokeTokenRequest\x1a\x1e.herald.v1.RevokeTokenResponse\x12I\n" +
+	"\n" +
+	"RevokeUser\x12\x1c.herald.v1.RevokeUserRequest\x1a\x1d.herald.v1.RevokeUserResponse\x12U\n" +
+	"\x0eChangePassword\x12 .herald.v1.ChangePasswordRequest\x1a!.herald.v1.ChangePasswordResponseB\x94\x01\n" +
 	"\rcom.herald.v1B\tAuthProtoP\x01Z3github.com/heraldhq/herald/proto/herald/v1;heraldv1\xa2\x02\x03HXX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xe2\x02\x15Herald\\V1\\GPBMetadata\xea\x02\n" +
 	"Herald::V1b\x06proto3"
 
@@ -735,40 +1124,56 @@ func file_herald_v1_auth_proto_rawDescGZIP() []byte {
 	return file_herald_v1_auth_proto_rawDescData
 }
 
-var file_herald_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_herald_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_herald_v1_auth_proto_goTypes = []any{
-	(*LoginRequest)(nil),          // 0: herald.v1.LoginRequest
-	(*LoginResponse)(nil),         // 1: herald.v1.LoginResponse
-	(*VerifyRequest)(nil),         // 2: herald.v1.VerifyRequest
-	(*VerifyResponse)(nil),        // 3: herald.v1.VerifyResponse
-	(*CreateAPIKeyRequest)(nil),   // 4: herald.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),  // 5: herald.v1.CreateAPIKeyResponse
-	(*ListAPIKeysRequest)(nil),    // 6: herald.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),   // 7: herald.v1.ListAPIKeysResponse
-	(*APIKey)(nil),                // 8: herald.v1.APIKey
-	(*RevokeAPIKeyRequest)(nil),   // 9: herald.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),  // 10: herald.v1.RevokeAPIKeyResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*LoginRequest)(nil),             // 0: herald.v1.LoginRequest
+	(*LoginResponse)(nil),            // 1: herald.v1.LoginResponse
+	(*VerifyRequest)(nil),            // 2: herald.v1.VerifyRequest
+	(*VerifyResponse)(nil),           // 3: herald.v1.VerifyResponse
+	(*CreateAPIKeyRequest)(nil),      // 4: herald.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),     // 5: herald.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),       // 6: herald.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),      // 7: herald.v1.ListAPIKeysResponse
+	(*APIKey)(nil),                   // 8: herald.v1.APIKey
+	(*RevokeAPIKeyRequest)(nil),      // 9: herald.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),     // 10: herald.v1.RevokeAPIKeyResponse
+	(*RotateSigningKeyRequest)(nil),  // 11: herald.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil), // 12: herald.v1.RotateSigningKeyResponse
+	(*RevokeTokenRequest)(nil),       // 13: herald.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),      // 14: herald.v1.RevokeTokenResponse
+	(*RevokeUserRequest)(nil),        // 15: herald.v1.RevokeUserRequest
+	(*RevokeUserResponse)(nil),       // 16: herald.v1.RevokeUserResponse
+	(*ChangePasswordRequest)(nil),    // 17: herald.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),   // 18: herald.v1.ChangePasswordResponse
+	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
 }
 var file_herald_v1_auth_proto_depIdxs = []int32{
-	11, // 0: herald.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	11, // 1: herald.v1.VerifyResponse.issued_at:type_name -> google.protobuf.Timestamp
-	11, // 2: herald.v1.VerifyResponse.expires_at:type_name -> google.protobuf.Timestamp
-	11, // 3: herald.v1.CreateAPIKeyResponse.created_at:type_name -> google.protobuf.Timestamp
+	19, // 0: herald.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 1: herald.v1.VerifyResponse.issued_at:type_name -> google.protobuf.Timestamp
+	19, // 2: herald.v1.VerifyResponse.expires_at:type_name -> google.protobuf.Timestamp
+	19, // 3: herald.v1.CreateAPIKeyResponse.created_at:type_name -> google.protobuf.Timestamp
 	8,  // 4: herald.v1.ListAPIKeysResponse.keys:type_name -> herald.v1.APIKey
-	11, // 5: herald.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	19, // 5: herald.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: herald.v1.AuthService.Login:input_type -> herald.v1.LoginRequest
 	2,  // 7: herald.v1.AuthService.Verify:input_type -> herald.v1.VerifyRequest
 	4,  // 8: herald.v1.AuthService.CreateAPIKey:input_type -> herald.v1.CreateAPIKeyRequest
 	6,  // 9: herald.v1.AuthService.ListAPIKeys:input_type -> herald.v1.ListAPIKeysRequest
 	9,  // 10: herald.v1.AuthService.RevokeAPIKey:input_type -> herald.v1.RevokeAPIKeyRequest
-	1,  // 11: herald.v1.AuthService.Login:output_type -> herald.v1.LoginResponse
-	3,  // 12: herald.v1.AuthService.Verify:output_type -> herald.v1.VerifyResponse
-	5,  // 13: herald.v1.AuthService.CreateAPIKey:output_type -> herald.v1.CreateAPIKeyResponse
-	7,  // 14: herald.v1.AuthService.ListAPIKeys:output_type -> herald.v1.ListAPIKeysResponse
-	10, // 15: herald.v1.AuthService.RevokeAPIKey:output_type -> herald.v1.RevokeAPIKeyResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
+	11, // 11: herald.v1.AuthService.RotateSigningKey:input_type -> herald.v1.RotateSigningKeyRequest
+	13, // 12: herald.v1.AuthService.RevokeToken:input_type -> herald.v1.RevokeTokenRequest
+	15, // 13: herald.v1.AuthService.RevokeUser:input_type -> herald.v1.RevokeUserRequest
+	17, // 14: herald.v1.AuthService.ChangePassword:input_type -> herald.v1.ChangePasswordRequest
+	1,  // 15: herald.v1.AuthService.Login:output_type -> herald.v1.LoginResponse
+	3,  // 16: herald.v1.AuthService.Verify:output_type -> herald.v1.VerifyResponse
+	5,  // 17: herald.v1.AuthService.CreateAPIKey:output_type -> herald.v1.CreateAPIKeyResponse
+	7,  // 18: herald.v1.AuthService.ListAPIKeys:output_type -> herald.v1.ListAPIKeysResponse
+	10, // 19: herald.v1.AuthService.RevokeAPIKey:output_type -> herald.v1.RevokeAPIKeyResponse
+	12, // 20: herald.v1.AuthService.RotateSigningKey:output_type -> herald.v1.RotateSigningKeyResponse
+	14, // 21: herald.v1.AuthService.RevokeToken:output_type -> herald.v1.RevokeTokenResponse
+	16, // 22: herald.v1.AuthService.RevokeUser:output_type -> herald.v1.RevokeUserResponse
+	18, // 23: herald.v1.AuthService.ChangePassword:output_type -> herald.v1.ChangePasswordResponse
+	15, // [15:24] is the sub-list for method output_type
+	6,  // [6:15] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -785,7 +1190,7 @@ func file_herald_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_auth_proto_rawDesc), len(file_herald_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
