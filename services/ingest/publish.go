@@ -79,8 +79,9 @@ func (s *Service) streamConfig() jetstream.StreamConfig {
 }
 
 // ensureStream creates HERALD_EVENTS or updates its limits, retrying with a bounded backoff
-// while NATS is unreachable. An error from the JetStream API (a rejected configuration,
-// JetStream disabled) is returned at once: retrying would not fix it.
+// while NATS is unreachable or its cluster cannot place the stream yet. Any other error from
+// the JetStream API (a rejected configuration, replicas on a single server, JetStream
+// disabled) is returned at once: retrying would not fix it.
 func (s *Service) ensureStream(ctx context.Context) error {
 	backoff := ensureFirstBackoff
 	for {
@@ -89,7 +90,7 @@ func (s *Service) ensureStream(ctx context.Context) error {
 			return nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		if (errors.As(err, &apiErr) && !clusterNotReady(apiErr)) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
 			return fmt.Errorf("ingest: ensure stream %s: %w", StreamName, err)
 		}
 		s.log.Warn("event stream not ready, retrying", "stream", StreamName, "err", err, "retry_in", backoff)
@@ -100,6 +101,19 @@ func (s *Service) ensureStream(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, ensureMaxBackoff)
 	}
+}
+
+// JetStream API errors that a NATS cluster gives while it is forming or has lost nodes: no
+// quorum or meta leader yet (503s: temporarily unavailable, insufficient resources while it
+// has not heard from every peer), no leader to handle the request, or too few peers online
+// to place the replicas. They pass once the nodes are back.
+const (
+	errCodeClusterNoPeers   jetstream.ErrorCode = 10005
+	errCodeClusterNotLeader jetstream.ErrorCode = 10009
+)
+
+func clusterNotReady(err *jetstream.APIError) bool {
+	return err.Code == 503 || err.ErrorCode == errCodeClusterNoPeers || err.ErrorCode == errCodeClusterNotLeader
 }
 
 func (s *Service) tryEnsureStream(ctx context.Context) error {

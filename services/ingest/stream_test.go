@@ -1,8 +1,12 @@
 package ingest_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,4 +85,89 @@ func TestStreamReplicatedAndRepublishedOnCluster(t *testing.T) {
 			t.Fatalf("republished payload %s (%v)", msg.Data, err)
 		}
 	}
+}
+
+// An ingest that starts while two nodes of three are down finds no JetStream quorum: it
+// waits for the cluster instead of failing, and is ready once a second node is back (the R3
+// stream is then created with its third copy to follow). Replicas on a single server can
+// never work and fail at once.
+func TestStreamWaitsForClusterNodes(t *testing.T) {
+	t.Parallel()
+	c := natstest.RunCluster(t, 3)
+	c.Shutdown(1)
+	c.Shutdown(2)
+	nc := natstest.Connect(t, c.Server(0), nats.MaxReconnects(-1))
+	var retries atomic.Int32
+	var lastErr atomic.Value
+	log := slog.New(countingHandler{msg: "event stream not ready, retrying", n: &retries, last: &lastErr})
+	svc, err := ingest.New(ingest.Config{StreamReplicas: 3, PublishTimeout: time.Second}, ingest.Deps{NC: nc, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	// Not ready without a quorum, and still running, having retried at least twice.
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if n := retries.Load(); n < 2 {
+			return fmt.Errorf("%d retries logged", n)
+		}
+		return nil
+	})
+	select {
+	case <-svc.Ready():
+		t.Fatal("ready with two nodes of three down")
+	case err := <-runErr:
+		t.Fatalf("Run ended while the cluster had no quorum: %v", err)
+	default:
+	}
+	t.Logf("without a quorum: %d retries, last error %v", retries.Load(), lastErr.Load())
+	c.Restart(1)
+	select {
+	case <-svc.Ready():
+	case err := <-runErr:
+		t.Fatalf("Run ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not ready 30s after the quorum came back")
+	}
+
+	single := natstest.RunServer(t)
+	bad, err := ingest.New(ingest.Config{StreamReplicas: 3}, ingest.Deps{NC: natstest.Connect(t, single)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithTimeout(t.Context(), 20*time.Second)
+	defer stop()
+	if err := bad.Run(runCtx); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run with replicas 3 on one server = %v, want a configuration error at once", err)
+	}
+}
+
+// countingHandler counts the log records with message msg and drops every record.
+type countingHandler struct {
+	msg  string
+	n    *atomic.Int32
+	last *atomic.Value // the err attribute of the last counted record
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h countingHandler) WithGroup(string) slog.Handler            { return h }
+func (h countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.n.Add(1)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" {
+				h.last.Store(a.Value.String())
+			}
+			return true
+		})
+	}
+	return nil
 }
