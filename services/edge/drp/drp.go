@@ -92,11 +92,29 @@ func (c *session) Frame(s *socket.Socket, msg []byte) error {
 		c.deregister(s, pattern)
 	case "resume":
 		c.resume(s, pattern)
+	case "token":
+		c.refresh(s, pattern)
 	default:
 		fail(s, string(verb), truncate(string(msg), 128), http.StatusBadRequest,
 			fmt.Sprintf("unknown command %q: send \"register type.action.key\", \"deregister type.action.key\" or \"resume <position>\"", truncate(string(verb), 32)))
 	}
 	return nil
+}
+
+// refresh runs `token <jwt>`, Herald's addition: the connection goes on under a new token of
+// the same user, so it need not reconnect when the old one expires. Registrations already made
+// stay; new ones are checked against the new token's permissions.
+func (c *session) refresh(s *socket.Socket, raw string) {
+	next, err := s.Refresh(raw)
+	if err != nil {
+		fail(s, "token", "", http.StatusUnauthorized, err.Error())
+		return
+	}
+	c.mu.Lock()
+	c.sess = next
+	c.mu.Unlock()
+	obj := fmt.Appendf(nil, `{"ExpiresAt":%q}`, next.Claims.ExpiresAt.UTC().Format(time.RFC3339))
+	send(s, Frame{Time: s.Now(), Type: "websocket", Action: "token", Object: obj})
 }
 
 func (c *session) register(s *socket.Socket, pattern string) {
@@ -117,7 +135,10 @@ func (c *session) register(s *socket.Socket, pattern string) {
 		fail(s, "register", pattern, http.StatusBadRequest, err.Error())
 		return
 	}
-	allowed := event.Allowed(f, c.sess.Filters)
+	c.mu.Lock()
+	perms := c.sess.Filters
+	c.mu.Unlock()
+	allowed := event.Allowed(f, perms)
 	if len(allowed) == 0 {
 		fail(s, "register", pattern, http.StatusForbidden,
 			fmt.Sprintf("register %s: outside your permissions", pattern))

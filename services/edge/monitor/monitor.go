@@ -157,15 +157,32 @@ func (v *viewer) Frame(s *socket.Socket, msg []byte) error {
 	switch {
 	case m.Type == "ping":
 		send(s, map[string]string{"type": "pong"})
+	case m.Type == "auth" && !v.authed:
+		return v.authenticate(s, m.Token)
 	case m.Type == "auth":
-		if !v.authed {
-			return v.authenticate(s, m.Token)
-		}
+		return v.refresh(s, m.Token)
 	case !v.authed:
 		return refuse(s, reasonAuthRequired)
 	default:
 		send(s, map[string]string{"type": "error", "message": fmt.Sprintf("Unknown message type %q", m.Type)})
 	}
+	return nil
+}
+
+// refresh takes a second auth message on an open socket as a new token (Herald's addition):
+// the socket goes on under it instead of closing when the first expires. A bad token gets an
+// error frame and changes nothing; one without permission for this server closes the socket.
+func (v *viewer) refresh(s *socket.Socket, raw string) error {
+	next, err := s.Refresh(raw)
+	if err != nil {
+		send(s, map[string]string{"type": "error", "message": "Invalid token: " + strings.TrimPrefix(err.Error(), access.ErrDenied.Error()+": ")})
+		return nil
+	}
+	want := event.Event{Type: permissionAction[v.h.Kind], Action: "read", Key: v.serverID, Scope: event.ScopeGlobal}
+	if !next.Permitted(&want) {
+		return refuse(s, "Server not found or access denied")
+	}
+	send(s, map[string]string{"type": "auth_success", "server_id": v.serverID, "message": "Token refreshed"})
 	return nil
 }
 

@@ -19,6 +19,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -230,6 +231,31 @@ func (s *Socket) authenticated(sess access.Session, serverID string) {
 	}
 	s.unwatch = unwatch
 	s.mu.Unlock()
+}
+
+// Refresh replaces the session with the one the new token raw opens, for a long-lived socket
+// whose client sends a fresh token in-band (DRP's `token <jwt>`, a viewer's second auth
+// message) rather than reconnecting when the old one expires. The token must name the same
+// principal; on any error the old session stays. The watch (expiry, revocation) follows the
+// new session from here on.
+func (s *Socket) Refresh(raw string) (access.Session, error) {
+	cur, ok := s.Session()
+	if !ok {
+		return access.Session{}, fmt.Errorf("%w: not authenticated yet", access.ErrDenied)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	next, err := cur.Refresh(ctx, raw)
+	if err != nil {
+		return access.Session{}, err
+	}
+	unwatch := next.Watch(s.rt.now(), s.end)
+	s.mu.Lock()
+	old := s.unwatch
+	s.sess, s.unwatch = &next, unwatch
+	s.mu.Unlock()
+	old()
+	return next, nil
 }
 
 // end closes the socket on the runtime's own account, letting the handler say goodbye.

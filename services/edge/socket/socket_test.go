@@ -74,6 +74,12 @@ func (c *jsonConn) Frame(s *socket.Socket, msg []byte) error {
 		s.Authenticate(sess, "")
 	case c.sess == nil:
 		return wsconn.DisconnectPolicy.WithReason("authenticate first")
+	case m.Op == "token":
+		if _, err := s.Refresh(m.Token); err != nil {
+			s.Send([]byte(`{"op":"error"}`))
+			return nil
+		}
+		s.Send([]byte(`{"op":"ok"}`))
 	case m.Op == "subscribe":
 		f, err := event.ParseFilter(m.Pattern)
 		if err != nil {
@@ -144,11 +150,16 @@ func newRig(t *testing.T, ttl time.Duration) *rig {
 }
 
 func (r *rig) token(perms ...string) string {
-	raw, _, err := r.issuer.Issue("alice", perms)
+	raw, _ := r.tokenFor("alice", perms...)
+	return raw
+}
+
+func (r *rig) tokenFor(user string, perms ...string) (string, time.Time) {
+	raw, c, err := r.issuer.Issue(user, perms)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return raw
+	return raw, c.ExpiresAt
 }
 
 // client is a real gorilla client whose frames one goroutine reads into a channel.
@@ -327,4 +338,36 @@ func TestShutdownCloses1001(t *testing.T) {
 	defer cancel()
 	go func() { _ = r.hub.Shutdown(ctx, wsconn.DisconnectShutdown) }()
 	c.expectClose(wsconn.DisconnectShutdown.Code, "server shutting down")
+}
+
+// TestRefreshOutlivesTheFirstToken: a token sent in-band replaces the session's, so the socket
+// stays open past the first token's expiry and closes 4001 at the new one's; a token of another
+// user is refused and changes nothing.
+func TestRefreshOutlivesTheFirstToken(t *testing.T) {
+	r := newRig(t, 2*time.Second)
+	first, exp1 := r.tokenFor("alice", "*.*.*")
+	c := r.dial(bearer(first))
+	other, _ := r.tokenFor("mallory", "*.*.*")
+	c.send(`{"op":"token","token":"` + other + `"}`)
+	if f := c.next(); f != `{"op":"error"}` {
+		t.Fatalf("another user's token answered %s", f)
+	}
+	// Tokens carry whole seconds: wait (bounded) for one whose expiry is later.
+	var next string
+	testutil.Eventually(t, 3*time.Second, func() error {
+		var exp time.Time
+		next, exp = r.tokenFor("alice", "*.*.*")
+		if !exp.After(exp1) {
+			return errors.New("the clock has not reached the next second yet")
+		}
+		return nil
+	})
+	c.send(`{"op":"token","token":"` + next + `"}`)
+	if f := c.next(); f != `{"op":"ok"}` {
+		t.Fatalf("refresh answered %s", f)
+	}
+	c.expectClose(wsconn.DisconnectTokenExpired.Code, "token expired")
+	if closed := time.Now(); closed.Before(exp1.Add(500 * time.Millisecond)) {
+		t.Fatalf("closed at %s, before the refreshed token's expiry (the first expired at %s)", closed, exp1)
+	}
 }
