@@ -178,7 +178,7 @@ denied, 5 not found, 6 unavailable or timed out, 7 a watched stream closed by th
 		return nil
 	}
 	root.AddCommand(c.serveCmd(), c.loginCmd(), c.logoutCmd(), c.contextCmd(), c.watchCmd(), c.metricsCmd(),
-		c.logsCmd(), c.publishCmd(), c.runCmd(), c.keysCmd(), c.connectionsCmd())
+		c.logsCmd(), c.publishCmd(), c.runCmd(), c.keysCmd(), c.connectionsCmd(), c.tokenCmd())
 	return root
 }
 

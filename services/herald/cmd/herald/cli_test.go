@@ -313,3 +313,24 @@ func startAgent(t *testing.T, url, key string) {
 func contextWithCancel(t *testing.T) (contextT, func()) {
 	return context.WithCancel(context.Background())
 }
+
+// TestTokenRevoke: herald token revoke revokes the context's own token; the next call with it
+// is refused (exit 3), and a user:password is not taken for a token.
+func TestTokenRevoke(t *testing.T) {
+	s := startStack(t)
+	if code, _, msg := heraldCLI(t, s, adminPassword+"\n", "login", "-u", "admin", "--password-stdin"); code != 0 {
+		t.Fatalf("login: exit %d: %s", code, msg)
+	}
+	if code, _, msg := heraldCLI(t, s, "", "keys", "list"); code != 0 {
+		t.Fatalf("keys list with the fresh token: exit %d: %s", code, msg)
+	}
+	if code, _, msg := heraldCLI(t, s, "", "token", "revoke"); code != 0 || !strings.Contains(msg, "revoked") {
+		t.Fatalf("token revoke: exit %d: %s", code, msg)
+	}
+	if code, _, msg := heraldCLI(t, s, "", "keys", "list"); code != exitAuth {
+		t.Fatalf("keys list with the revoked token: exit %d (%s), want %d", code, msg, exitAuth)
+	}
+	if code, _, _ := heraldCLI(t, s, "", "--token", "admin:"+adminPassword, "token", "revoke"); code != exitUsage {
+		t.Fatalf("token revoke of a user:password: exit %d, want %d", code, exitUsage)
+	}
+}

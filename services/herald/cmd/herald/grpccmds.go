@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -15,15 +16,17 @@ import (
 )
 
 func (c *cli) publishCmd() *cobra.Command {
-	var object, scope string
+	var object, scope, id string
 	cmd := &cobra.Command{
 		Use:   "publish TYPE ACTION [KEY]",
 		Short: "Publish one event through ingest's gRPC EventService",
 		Long: `publish sends one event and prints the subject and stream sequence NATS
 acknowledged it with. It needs the permission events.post.<type>; an event names the
-caller as its principal.`,
+caller as its principal. With --id a retry of the same event is stored once and answered
+with the first sequence.`,
 		Example: `  herald publish profiles save global --object '{"Name":"global"}'
-  herald publish node create c-1:m-1 --scope cluster:c-1 --object '{"name":"m-1"}' -o json`,
+  herald publish node create c-1:m-1 --scope cluster:c-1 --object '{"name":"m-1"}' -o json
+  herald publish jobs done 42 --id job-42-done   # safe to retry`,
 		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var obj any
@@ -34,7 +37,7 @@ caller as its principal.`,
 			if err != nil {
 				return withCode(exitUsage, fmt.Errorf("--object: %w", err))
 			}
-			ev := &heraldv1.Event{Type: args[0], Action: args[1], Scope: scope, Object: val}
+			ev := &heraldv1.Event{Type: args[0], Action: args[1], Scope: scope, Object: val, Id: id}
 			if len(args) == 3 {
 				ev.Key = args[2]
 			}
@@ -53,6 +56,7 @@ caller as its principal.`,
 	}
 	cmd.Flags().StringVar(&object, "object", "null", "the event's object, as JSON")
 	cmd.Flags().StringVar(&scope, "scope", "", `the event's scope: global, cluster:<id> or project:<id> (default "global")`)
+	cmd.Flags().StringVar(&id, "id", "", "the event's id, so a retry is stored once (default: a new one)")
 	return cmd
 }
 
@@ -254,5 +258,67 @@ func (c *cli) connectionsCmd() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(list, kick)
+	return cmd
+}
+
+func (c *cli) tokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Revoke tokens: every edge closes the sockets that use them (4001) within a second",
+		Example: `  herald token revoke                 # the token this context holds (log out everywhere)
+  herald token revoke --jti 2f1c... --user alice
+  herald token revoke --all-of alice  # every token alice holds now`,
+	}
+	var jti, user, allOf string
+	revoke := &cobra.Command{
+		Use:   "revoke [TOKEN]",
+		Short: "Revoke one token (the one given, this context's, or --jti with --user), or every token of --all-of",
+		Example: `  herald token revoke
+  herald token revoke eyJhbGciOi...
+  herald token revoke --all-of alice   # needs users.revoke.alice`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withAuth(cmd, func(a heraldv1.AuthServiceClient, ctx contextT) error {
+				var err error
+				what := ""
+				switch {
+				case allOf != "":
+					_, err = a.RevokeUser(ctx, &heraldv1.RevokeUserRequest{User: allOf})
+					what = "every token of " + allOf
+				case jti != "":
+					_, err = a.RevokeToken(ctx, &heraldv1.RevokeTokenRequest{Jti: jti, User: user})
+					what = "token " + jti
+				default:
+					raw := ""
+					if len(args) == 1 {
+						raw = args[0]
+					} else {
+						t, terr := c.target()
+						if terr != nil {
+							return terr
+						}
+						raw = t.cred
+					}
+					if strings.Contains(raw, ":") {
+						return withCode(exitUsage, errors.New("a user:password is not a token: give the token, or --jti and --user"))
+					}
+					_, err = a.RevokeToken(ctx, &heraldv1.RevokeTokenRequest{Token: raw})
+					what = "the token"
+				}
+				if err != nil {
+					return err
+				}
+				if c.json() {
+					return c.printJSON(map[string]any{"revoked": what})
+				}
+				fmt.Fprintf(c.stderr, "revoked %s\n", what)
+				return nil
+			})
+		},
+	}
+	revoke.Flags().StringVar(&jti, "jti", "", "the token's id (its jti claim), with --user")
+	revoke.Flags().StringVar(&user, "user", "", "the token's user, with --jti")
+	revoke.Flags().StringVar(&allOf, "all-of", "", "revoke every token this user holds now")
+	cmd.AddCommand(revoke)
 	return cmd
 }
