@@ -475,3 +475,19 @@ func TestAllEventsResume(t *testing.T) {
 		}
 	}
 }
+
+// TestAllEventsResumeTooOld: a position from another stream gets herald/resume/error with 410,
+// then live events.
+func TestAllEventsResumeTooOld(t *testing.T) {
+	b := newBus(t)
+	e := b.startEdge()
+	c := e.dial("/all_events/" + b.token("profiles.*.*") + "?since=zzzz:1")
+	c.send(salt.ReadyMessage)
+	if f := c.nextTagged(); f.Tag != "herald/resume/error" || f.Data["code"] != float64(410) {
+		t.Fatalf("got %+v, want herald/resume/error 410", f)
+	}
+	b.publish("profiles", "save", "live", map[string]any{"Name": "live"})
+	if f := c.nextTagged(); f.Tag != "herald/profiles/save/live" {
+		t.Fatalf("after too old: got %+v, want live events", f)
+	}
+}
