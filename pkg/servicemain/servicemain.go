@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/authwire"
 	"github.com/heraldhq/herald/pkg/config"
+	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/natsx"
 	"github.com/heraldhq/herald/pkg/redisx"
 	"github.com/heraldhq/herald/pkg/token"
@@ -62,6 +63,9 @@ type Built struct {
 	Wrap func(http.Handler) http.Handler
 	// Degraded, if set, is a readiness check the service keeps serving without.
 	Degraded func(ctx context.Context) error
+	// Ready, if set, is a readiness check besides the NATS round trip every service has
+	// (ingest: the event stream takes writes).
+	Ready func(ctx context.Context) error
 }
 
 // Main runs the command and exits the process: 0 after a clean shutdown, 1 on an error.
@@ -127,13 +131,22 @@ func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built
 		return err
 	}
 
-	health := &app.Health{}
+	probe, err := natsx.ServeHealth(nc, opts.Name)
+	if err != nil {
+		return err
+	}
+	health := &app.Health{DrainDelay: appCfg.DrainDelay}
+	health.AddCheck("nats", probe.Check)
+	if b.Ready != nil {
+		health.AddCheck(opts.Name, b.Ready)
+	}
 	mux := http.NewServeMux()
 	b.Service.Register(mux)
 	if b.Degraded != nil {
 		health.AddDegradedCheck(opts.Name, b.Degraded)
 	}
 	health.Register(mux)
+	metrics.Register(mux)
 	var handler http.Handler = mux
 	if b.Wrap != nil {
 		handler = b.Wrap(mux)

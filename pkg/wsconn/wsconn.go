@@ -15,10 +15,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/pkg/metrics"
 )
 
 // disconnectAbnormal (1006) is never sent: it marks a write side already broken, so Close
@@ -149,8 +152,10 @@ func (c *Conn) Send(frame []byte) bool {
 		return false
 	}
 	if len(c.queue) >= c.cfg.SendQueue || c.queuedBytes+len(frame) > c.cfg.SendQueueBytes {
-		n := len(c.queue)
+		n, size, log := len(c.queue), c.queuedBytes, c.log
 		c.mu.Unlock()
+		metrics.WSSlowCloses.Inc()
+		log.Warn("closing slow consumer", "remote", c.RemoteAddr(), "backlog_messages", n, "backlog_bytes", size)
 		c.Close(DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: %d messages not yet read", n)))
 		return false
 	}
@@ -186,16 +191,26 @@ func (c *Conn) flush() {
 			size += len(c.queue[k])
 			k++
 		}
+		// One sample per batch write keeps the histogram off the per-message path.
+		metrics.WSSendQueue.Observe(float64(len(c.queue)))
 		batch := c.queue[:k:k]
 		c.queue = c.queue[k:]
 		c.queuedBytes -= size
 		c.mu.Unlock()
 
 		if err := c.writeBatch(batch); err != nil {
-			c.log.Debug("websocket write failed", "err", err)
 			c.mu.Lock()
 			c.stopFlushing()
+			backlog, log := len(c.queue)+len(batch), c.log
 			c.mu.Unlock()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// A reader that stopped reading: its TCP window is full, so no close frame can
+				// reach it either. Say so where an operator looks.
+				metrics.WSSlowCloses.Inc()
+				log.Warn("closing stalled client: write timed out", "remote", c.RemoteAddr(), "backlog_messages", backlog, "err", err)
+			} else {
+				log.Debug("websocket write failed", "err", err)
+			}
 			c.Close(disconnectAbnormal)
 			return
 		}
@@ -218,11 +233,14 @@ func (c *Conn) writeBatch(batch [][]byte) error {
 	c.bc.begin()
 	for _, frame := range batch {
 		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-			_ = c.bc.flush()
+			_, _ = c.bc.flush()
 			return err
 		}
 	}
-	return c.bc.flush()
+	n, err := c.bc.flush()
+	metrics.WSFramesWritten.Add(float64(len(batch)))
+	metrics.WSBytesWritten.Add(float64(n))
+	return err
 }
 
 func (c *Conn) ping() {
@@ -284,6 +302,14 @@ func (c *Conn) Close(d Disconnect) {
 		}
 		_ = c.bc.Close()
 	}()
+}
+
+// SetPrincipal names who is on the other end, for the connection's own log lines (a slow
+// consumer's close is logged at warn with it).
+func (c *Conn) SetPrincipal(principal string) {
+	c.mu.Lock()
+	c.log = c.log.With("principal", principal)
+	c.mu.Unlock()
 }
 
 // Done is closed when ReadLoop has returned: the connection is gone.

@@ -41,7 +41,8 @@ type Session struct {
 // Login checks username and password and issues a token carrying the user's
 // permissions. Errors wrap ErrInvalidRequest, ErrBadCredentials or
 // ErrTooManyAttempts; anything else is internal.
-func (s *Service) Login(ctx context.Context, username, password string) (Session, error) {
+func (s *Service) Login(ctx context.Context, username, password string) (_ Session, err error) {
+	defer observeLogin(&err)
 	switch {
 	case username == "":
 		return Session{}, fmt.Errorf("%w: username: must not be empty", ErrInvalidRequest)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/app"
+	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/natsx"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
@@ -186,7 +187,8 @@ func (s *Stack) Run(ctx context.Context) error {
 		instance = registry.NewInstanceID("herald")
 	}
 
-	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: w.conn("auth"), Log: s.log, Store: authStore})
+	authNC, ingestNC, edgeNC := w.conn("auth"), w.conn("ingest"), w.conn("edge")
+	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: authNC, Log: s.log, Store: authStore})
 	w.check(err)
 	w.add("auth", authSvc)
 	// The auth store is memory here, so keys die with the process: make a
@@ -203,11 +205,11 @@ func (s *Stack) Run(ctx context.Context) error {
 	}
 	// Ingest records each server's latest sample and facts, and the edge reads them for new
 	// viewers, from the same store; both list their connections in the same registry.
-	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Verifier: verifier, State: state, Log: s.log,
+	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: ingestNC, Verifier: verifier, State: state, Log: s.log,
 		Registry: reg, Instance: instance + "-ingest", AnnounceConnections: true})
 	w.check(err)
 	w.add("ingest", ingestSvc)
-	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Latest: state, Facts: state, Log: s.log,
+	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: edgeNC, Verifier: verifier, Latest: state, Facts: state, Log: s.log,
 		Registry: reg, Instance: instance + "-edge", AnnounceConnections: true})
 	w.check(err)
 	w.add("edge", edgeSvc)
@@ -218,7 +220,22 @@ func (s *Stack) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	gs := grpc.NewServer()
-	health := &app.Health{}
+	health := &app.Health{DrainDelay: s.cfg.App.DrainDelay}
+	// Readiness proves delivery: each service's own NATS connection makes a round trip, and
+	// the event stream takes writes.
+	for _, c := range []struct {
+		name string
+		nc   *nats.Conn
+	}{{"auth", authNC}, {"ingest", ingestNC}, {"edge", edgeNC}} {
+		probe, err := natsx.ServeHealth(c.nc, "herald-"+c.name)
+		if err != nil {
+			w.abort()
+			return err
+		}
+		health.AddCheck(c.name+" nats", probe.Check)
+	}
+	health.AddCheck("ingest event stream", ingestSvc.CheckStream)
+	metrics.Register(mux)
 	authSvc.Register(mux)
 	authSvc.RegisterGRPC(gs)
 	ingestSvc.Register(mux)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/agentwire"
 	"github.com/heraldhq/herald/pkg/authwire"
+	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
@@ -221,6 +222,7 @@ func (c *agentConn) authenticate(msg []byte) {
 		func(reason string) { c.conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	c.sendJSON(agentwire.AuthSuccess{Type: agentwire.TypeAuthSuccess, ServerID: sid, Message: agentwire.MessageConnected})
 	c.log.Info("agent connected")
+	metrics.IngestAgents.Inc()
 	c.svc.emit("agents", "online", sid, "agent:"+c.info.KeyID, presence{
 		ServerID: sid, RemoteAddr: c.remote, Reason: "connected", Time: c.acceptedAt.UTC(),
 	})
@@ -301,6 +303,7 @@ func (c *agentConn) finish(readErr error) {
 	}
 	c.unsubscribe()
 	c.untrack()
+	metrics.IngestAgents.Dec()
 	c.mu.Lock()
 	c.gone = true
 	for id, ch := range c.pending {
@@ -354,6 +357,7 @@ func (c *agentConn) handleMetrics(msg []byte) {
 		c.log.Warn("latest sample not stored", "err", err)
 		fresh = true
 	}
+	metrics.IngestSamples.Inc()
 	if fresh {
 		if err := c.svc.nc.Publish(subject.Metrics(c.info.ServerID), sample.JSON); err != nil {
 			c.log.Warn("sample not published", "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,7 +30,8 @@ const (
 // wrap event.ErrInvalid for a bad event and ErrUnavailable for NATS failures; when ctx ends
 // first, the error wraps ctx.Err(). The payload is exactly json.Marshal(ev), the canonical
 // form every edge decodes.
-func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
+func (s *Service) Publish(ctx context.Context, ev *event.Event) (seq uint64, err error) {
+	defer observePublish(time.Now(), &err)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	if ev != nil {
@@ -47,7 +49,7 @@ func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 	}
 	// ExpectStream makes NATS refuse the message unless it lands in our stream, so an
 	// acknowledgement always means "stored in HERALD_EVENTS".
-	seq, err := eventpub.Publish(ctx, s.js, ev, jetstream.WithExpectStream(StreamName))
+	seq, err = eventpub.Publish(ctx, s.js, ev, jetstream.WithExpectStream(StreamName))
 	if errors.Is(err, eventpub.ErrUnavailable) {
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -98,4 +100,22 @@ func (s *Service) tryEnsureStream(ctx context.Context) error {
 	defer cancel()
 	_, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
 	return err
+}
+
+// CheckStream is ingest's readiness check that HERALD_EVENTS accepts writes: it publishes to
+// subject.EventStreamProbe expecting a last sequence the stream cannot have. The stream's
+// leader answers "wrong last sequence", which proves it is there and takes publishes, and
+// stores nothing. Any other answer (no JetStream, no leader, no reply) fails the check.
+func (s *Service) CheckStream(ctx context.Context) error {
+	_, err := s.js.Publish(ctx, subject.EventStreamProbe, nil,
+		jetstream.WithExpectStream(StreamName), jetstream.WithExpectLastSequence(math.MaxUint64))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return nil
+	}
+	if err == nil {
+		return nil // stored after all (a stream at that sequence): it takes writes
+	}
+	return fmt.Errorf("stream %s does not take writes: %w", StreamName, err)
 }
