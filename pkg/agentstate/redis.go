@@ -14,6 +14,7 @@ import (
 //
 //	<prefix>metrics:<server id>  hash {ts, sample}: the latest sample and its time
 //	<prefix>facts                hash {<server id>: facts JSON}
+//	<prefix>alerts:<server id>   string: the alert state JSON, expiring ttl after its last put
 //
 // ts is a fixed-width UTC timestamp with nanoseconds, so Lua's string comparison orders it
 // chronologically (Lua numbers are doubles and would lose the nanoseconds of UnixNano).
@@ -44,6 +45,7 @@ return 1
 
 func (r *Redis) metricsKey(serverID string) string { return r.prefix + "metrics:" + serverID }
 func (r *Redis) factsKey() string                  { return r.prefix + "facts" }
+func (r *Redis) alertsKey(serverID string) string  { return r.prefix + "alerts:" + serverID }
 
 // PutMetrics implements Store.
 func (r *Redis) PutMetrics(ctx context.Context, serverID string, ts time.Time, sample json.RawMessage) (bool, error) {
@@ -95,6 +97,23 @@ func (r *Redis) ListFacts(ctx context.Context) (map[string]json.RawMessage, erro
 		out[id] = json.RawMessage(f)
 	}
 	return out, nil
+}
+
+// PutAlerts implements Store.
+func (r *Redis) PutAlerts(ctx context.Context, serverID string, state json.RawMessage, ttl time.Duration) error {
+	if err := checkTTL(serverID, state, ttl); err != nil {
+		return err
+	}
+	if err := r.rdb.Set(ctx, r.alertsKey(serverID), []byte(state), ttl).Err(); err != nil {
+		return fmt.Errorf("agentstate: put alerts %q: %w", serverID, err)
+	}
+	return nil
+}
+
+// Alerts implements Store.
+func (r *Redis) Alerts(ctx context.Context, serverID string) (json.RawMessage, bool, error) {
+	b, err := r.rdb.Get(ctx, r.alertsKey(serverID)).Bytes()
+	return found(b, err, "alerts", serverID)
 }
 
 func found(b []byte, err error, what, serverID string) (json.RawMessage, bool, error) {

@@ -20,8 +20,8 @@ type Filter struct {
 	Scope, Type, Action, Key []string
 }
 
-// ParseFilter parses Digital Rebar's "type.action.key" register pattern (seeds 001/002,
-// protocols.md §2): the pattern splits on the first two dots, so the key is everything after
+// ParseFilter parses Digital Rebar's "type.action.key" register pattern, as DRP's server
+// parses it: the pattern splits on the first two dots, so the key is everything after
 // the second dot and may itself contain dots; "*" as a whole field matches anything; a field may
 // be a comma list of alternatives, each trimmed, in which \1, \2 and \3 stand for ".", "," and
 // "*". The scope is left open: DRP has none.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"time"
@@ -47,24 +48,37 @@ func (c Config) Validate() error {
 }
 
 // Connection defaults: reconnect forever (a service outlives NATS
-// restarts), buffer a little while disconnected, and bound the final drain.
+// restarts) to whichever node of the cluster answers, each attempt after a
+// wait plus a random jitter so that the clients of a lost node do not all
+// land on the next one at the same instant; ping often enough that a node
+// that vanished without closing its sockets is noticed within seconds, not
+// the client's default minutes; buffer a little while disconnected; and
+// bound the final drain.
 const (
-	reconnectWait  = 500 * time.Millisecond
-	drainTimeout   = 10 * time.Second
-	maxConnectWait = 2 * time.Second
+	reconnectWait   = 500 * time.Millisecond
+	reconnectJitter = 500 * time.Millisecond
+	pingInterval    = 5 * time.Second
+	maxPingsOut     = 2
+	drainTimeout    = 10 * time.Second
+	maxConnectWait  = 2 * time.Second
 )
 
-// Connect dials url (one URL or a comma-separated list) as name and keeps
-// reconnecting forever once connected. The first connection is retried
-// with backoff until it succeeds or ctx is done, so a service may start
-// before NATS does; pass a ctx with a deadline to bound that. Disconnects,
-// reconnects and asynchronous errors (slow consumers included) are logged
-// on log.
+// Connect dials url (one URL or a comma-separated list: the nodes of a
+// cluster, tried in random order; the servers the cluster announces are
+// added to the list) as name, and once connected keeps reconnecting
+// forever, to any node, when its node goes. The first connection is
+// retried with a jittered backoff until it succeeds or ctx is done, so a
+// service may start before NATS does; pass a ctx with a deadline to bound
+// that. Disconnects, reconnects and asynchronous errors (slow consumers
+// included) are logged on log.
 func Connect(ctx context.Context, url, name string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
 	all := append(handlers(log, name),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(reconnectWait),
+		nats.ReconnectJitter(reconnectJitter, reconnectJitter),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.DrainTimeout(drainTimeout),
 	)
 	all = append(all, opts...)
@@ -74,11 +88,12 @@ func Connect(ctx context.Context, url, name string, log *slog.Logger, opts ...na
 		if err == nil {
 			return nc, nil
 		}
-		log.Warn("nats connect failed; retrying", "url", url, "err", err, "retry_in", wait)
+		retryIn := wait + rand.N(wait/2)
+		log.Warn("nats connect failed; retrying", "url", url, "err", err, "retry_in", retryIn)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("connect to nats %s as %s: %w (last error: %w)", url, name, ctx.Err(), err)
-		case <-time.After(wait):
+		case <-time.After(retryIn):
 		}
 		wait = min(wait*2, maxConnectWait)
 	}

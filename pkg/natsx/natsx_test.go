@@ -192,3 +192,51 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 		}
 	}
 }
+
+// Given every node of a cluster, a connection whose node goes reconnects to
+// another and carries on: its subscription is restored there and reached
+// from the rest of the cluster.
+func TestConnectRidesOutLossOfOneNode(t *testing.T) {
+	t.Parallel()
+	c := natstest.RunCluster(t, 3)
+	var logs syncBuffer
+	nc, err := natsx.Connect(t.Context(), c.ClientURLs(0), "test", slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync("ride")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := -1
+	for i := range 3 {
+		if nc.ConnectedUrl() == c.ClientURL(i) {
+			lost = i
+		}
+	}
+	if lost < 0 {
+		t.Fatalf("connected to %s, not one of %s", nc.ConnectedUrl(), c.ClientURLs(0))
+	}
+	c.Shutdown(lost)
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if !nc.IsConnected() || nc.ConnectedUrl() == c.ClientURL(lost) {
+			return fmt.Errorf("not reconnected to another node (status %v)", nc.Status())
+		}
+		return nil
+	})
+	if !strings.Contains(logs.String(), "nats reconnected") {
+		t.Errorf("reconnect not logged: %s", logs.String())
+	}
+	pub := natstest.Connect(t, c.Server((lost+1)%3))
+	// Resent subscriptions cross the routes asynchronously: publish until one arrives.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if err := pub.Publish("ride", []byte("on")); err != nil {
+			return err
+		}
+		if _, err := sub.NextMsg(100 * time.Millisecond); err != nil {
+			return fmt.Errorf("nothing received after the reconnect: %w", err)
+		}
+		return nil
+	})
+}

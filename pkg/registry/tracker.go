@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/workqueue"
 )
 
 // Defaults of TrackerConfig.
@@ -50,21 +53,26 @@ type TrackerConfig struct {
 	// Publish sends connection events (connections.create|delete.<principal>, Object the
 	// Conn); nil sends none. It runs on the tracker's event worker, never on a request path.
 	Publish func(ctx context.Context, ev *event.Event) error
+	// NC, when set, is where the tracker takes kick requests for its connections
+	// (KickSubject(Instance)) while it runs; nil: this instance's connections cannot be kicked.
+	NC *nats.Conn
 	// Log receives failures; nil discards.
 	Log *slog.Logger
 }
 
-// Tracker records one instance's connections in a Registry. Track never waits for the
-// registry: writes go through an ordered queue to one worker, each bounded by OpTimeout.
-// While the registry is down the tracker keeps its own list, reports itself degraded (Check),
-// and re-adds everything it holds as soon as a refresh succeeds again.
+// Tracker is the lifecycle of one instance's connections, the one component every service that
+// holds connections adds (edge for browsers and CLIs, ingest for agents): it records them in a
+// Registry, announces them as connection events, and closes them on a kick from any instance.
+// Track never waits for the registry: writes go through an ordered queue to one worker, each
+// bounded by OpTimeout. While the registry is down the tracker keeps its own list, reports
+// itself degraded (Check), and re-adds everything it holds as soon as a refresh succeeds again.
 type Tracker struct {
 	reg Registry
 	cfg TrackerConfig
 	log *slog.Logger
 
 	ops    chan op
-	events chan *event.Event
+	events *workqueue.Queue[*event.Event] // nil without cfg.Publish
 
 	mu    sync.Mutex
 	held  map[string]*tracked // by ID
@@ -107,11 +115,15 @@ func NewTracker(reg Registry, cfg TrackerConfig) (*Tracker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Tracker{
+	t := &Tracker{
 		reg: instrumented{reg}, cfg: cfg, log: log.With("component", "registry", "instance", cfg.Instance),
-		ops: make(chan op, opQueue), events: make(chan *event.Event, eventQueue),
+		ops:  make(chan op, opQueue),
 		held: map[string]*tracked{}, retry: map[string]struct{}{},
-	}, nil
+	}
+	if cfg.Publish != nil {
+		t.events = workqueue.New("connection event", eventQueue, t.log, t.publish)
+	}
+	return t, nil
 }
 
 // NewInstanceID returns a random instance id with the given prefix ("edge", "ingest").
@@ -203,7 +215,13 @@ func (t *Tracker) Check(context.Context) error {
 func (t *Tracker) Failures() uint64 { return t.failures.Load() }
 
 // Dropped counts writes and events lost to full queues.
-func (t *Tracker) Dropped() uint64 { return t.dropped.Load() }
+func (t *Tracker) Dropped() uint64 {
+	n := t.dropped.Load()
+	if t.events != nil {
+		n += t.events.Dropped()
+	}
+	return n
+}
 
 func (t *Tracker) enqueue(o op) {
 	select {
@@ -215,18 +233,12 @@ func (t *Tracker) enqueue(o op) {
 }
 
 func (t *Tracker) emit(action string, c Conn) {
-	if t.cfg.Publish == nil {
+	if t.events == nil {
 		return
 	}
 	obj, _ := json.Marshal(c)
-	ev := &event.Event{Type: EventType, Action: action, Key: c.Principal, Principal: c.Principal,
-		Scope: event.ScopeGlobal, Object: obj, Time: time.Now()}
-	select {
-	case t.events <- ev:
-	default:
-		t.dropped.Add(1)
-		t.log.Warn("connection event dropped: queue full", "action", action, "principal", c.Principal)
-	}
+	t.events.Offer(&event.Event{Type: EventType, Action: action, Key: c.Principal, Principal: c.Principal,
+		Scope: event.ScopeGlobal, Object: obj, Time: time.Now()})
 }
 
 func (t *Tracker) fail(what string, err error) {
@@ -239,13 +251,39 @@ func (t *Tracker) fail(what string, err error) {
 	}
 }
 
-// Run writes to the registry, refreshes this instance's entries, sweeps expired ones and
-// publishes events until ctx ends; then it removes what it still holds (a graceful goodbye,
-// bounded by OpTimeout per call) and publishes the last events.
+// Start runs the tracker on a context of its own and returns the function that stops it and
+// waits. A service stops it last, after its connections have closed, so that they leave the
+// registry at once with a goodbye rather than expiring.
+func (t *Tracker) Start() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = t.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+// Run serves kicks (with cfg.NC), writes to the registry, refreshes this instance's entries,
+// sweeps expired ones and publishes events until ctx ends; then it removes what it still holds
+// (a graceful goodbye, bounded by OpTimeout per call) and publishes the last events under one
+// shared deadline.
 func (t *Tracker) Run(ctx context.Context) error {
+	evCtx, stopEvents := context.WithCancel(context.Background())
 	evDone := make(chan struct{})
-	evStop := make(chan struct{})
-	go t.runEvents(evStop, evDone)
+	go func() {
+		defer close(evDone)
+		if t.events != nil {
+			t.events.Run(evCtx, eventTimeout)
+		}
+	}()
+	defer func() { stopEvents(); <-evDone }()
+	if t.cfg.NC != nil {
+		kicks, err := ServeKicks(t.cfg.NC, t)
+		if err != nil {
+			t.log.Warn("kicks not served", "err", err) // NATS reconnects; the subscription is kept
+		}
+		if kicks != nil {
+			defer func() { _ = kicks.Unsubscribe() }()
+		}
+	}
 	refresh := time.NewTicker(t.cfg.RefreshEvery)
 	defer refresh.Stop()
 	sweep := time.NewTicker(t.cfg.SweepEvery)
@@ -260,8 +298,6 @@ func (t *Tracker) Run(ctx context.Context) error {
 			t.sweep()
 		case <-ctx.Done():
 			t.goodbye()
-			close(evStop)
-			<-evDone
 			return nil
 		}
 	}
@@ -425,36 +461,13 @@ func (t *Tracker) goodbye() {
 	}
 }
 
-// eventTimeout bounds one event publish.
+// eventTimeout bounds one event publish, and all those still queued at shutdown together.
 const eventTimeout = 2 * time.Second
 
-func (t *Tracker) runEvents(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	publish := func(ctx context.Context, ev *event.Event) {
-		ctx, cancel := context.WithTimeout(ctx, eventTimeout)
-		defer cancel()
-		if err := t.cfg.Publish(ctx, ev); err != nil {
-			t.log.Warn("connection event not published", "action", ev.Action, "key", ev.Key, "err", err)
-		}
-	}
-	for {
-		select {
-		case ev := <-t.events:
-			publish(context.Background(), ev)
-		case <-stop:
-			// What is still queued gets one shared deadline: shutdown must not wait
-			// eventTimeout per event.
-			ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
-			defer cancel()
-			for ctx.Err() == nil {
-				select {
-				case ev := <-t.events:
-					publish(ctx, ev)
-				default:
-					return
-				}
-			}
-			return
-		}
+func (t *Tracker) publish(ctx context.Context, ev *event.Event) {
+	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
+	defer cancel()
+	if err := t.cfg.Publish(ctx, ev); err != nil {
+		t.log.Warn("connection event not published", "action", ev.Action, "key", ev.Key, "err", err)
 	}
 }

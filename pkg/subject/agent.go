@@ -28,3 +28,11 @@ func AgentRPC(serverID string) string { return agentPrefix + EncodeToken(serverI
 func AgentTakeover(serverID string) string {
 	return agentPrefix + EncodeToken(serverID) + ".takeover"
 }
+
+// AgentHolder is served by the connection that holds serverID's agent, on whichever ingest:
+// a new connection asks it first whether it may take over (request/reply; no responders means
+// nobody holds the server). The answer carries the recent takeovers, so refusing an agent
+// replaced too often works across ingests.
+func AgentHolder(serverID string) string {
+	return agentPrefix + EncodeToken(serverID) + ".holder"
+}

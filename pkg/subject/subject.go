@@ -239,3 +239,18 @@ func ForFilters(filters []event.Filter) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Overlap reports whether two filter subjects (tokens or "*", no ">") can match one subject.
+func Overlap(a, b string) bool {
+	for {
+		at, arest, amore := strings.Cut(a, ".")
+		bt, brest, bmore := strings.Cut(b, ".")
+		if at != bt && at != "*" && bt != "*" {
+			return false
+		}
+		if !amore || !bmore {
+			return amore == bmore
+		}
+		a, b = arest, brest
+	}
+}

@@ -151,6 +151,17 @@ func FuzzDecodeToken(f *testing.F) {
 	})
 }
 
+// filterSubjects parses a fuzzed filter pattern and maps it to subjects; ok is false for a
+// pattern that is not a filter or expands too far.
+func filterSubjects(pattern string) (flt event.Filter, subjects []string, ok bool) {
+	flt, err := event.ParseFilter(pattern)
+	if err != nil {
+		return flt, nil, false
+	}
+	subjects, err = subject.ForFilter(flt)
+	return flt, subjects, err == nil
+}
+
 // FuzzFilterAgreesWithNATS checks that NATS's own matching of the mapped filter subjects gives
 // the same answer as the filter's meaning, for any event and any pattern.
 func FuzzFilterAgreesWithNATS(f *testing.F) {
@@ -160,12 +171,8 @@ func FuzzFilterAgreesWithNATS(f *testing.F) {
 	f.Add("a\\1b.\\3.\\2", "a.b", "*", ",", "")
 	f.Add("*.*. ", "t", "a", "", "")
 	f.Fuzz(func(t *testing.T, pattern, typ, action, key, scope string) {
-		flt, err := event.ParseFilter(pattern)
-		if err != nil {
-			return
-		}
-		subjects, err := subject.ForFilter(flt)
-		if err != nil {
+		flt, subjects, ok := filterSubjects(pattern)
+		if !ok {
 			return
 		}
 		ev := &event.Event{Scope: scope, Type: typ, Action: action, Key: key}
@@ -227,5 +234,26 @@ func TestForFilters(t *testing.T) {
 	other, _ := event.ParseFilter("x.y.z")
 	if _, err := subject.ForFilters([]event.Filter{wide, other}); !errors.Is(err, subject.ErrTooManySubjects) {
 		t.Fatalf("65 subjects in all: %v, want ErrTooManySubjects", err)
+	}
+}
+
+func TestOverlap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"herald.evt.*.machines.*.*", "herald.evt.*.*.create.*", true},
+		{"herald.evt.*.machines.*.*", "herald.evt.*.profiles.*.*", false},
+		{"herald.evt.*.a.b.c", "herald.evt.*.a.b.c", true},
+		{"herald.evt.*.a.b", "herald.evt.*.a.b.c", false},
+		{"herald.metrics.x", "herald.metrics.y", false},
+	} {
+		if got := subject.Overlap(tc.a, tc.b); got != tc.want {
+			t.Errorf("Overlap(%q, %q) = %v", tc.a, tc.b, got)
+		}
+		if got := subject.Overlap(tc.b, tc.a); got != tc.want {
+			t.Errorf("Overlap(%q, %q) = %v (reversed)", tc.b, tc.a, got)
+		}
 	}
 }

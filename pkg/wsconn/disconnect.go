@@ -46,4 +46,8 @@ var (
 	DisconnectReplaced = Disconnect{4002, "replaced by a newer connection"}
 	// DisconnectKicked: an operator closed the connection (ConnectionService.Kick) (4003).
 	DisconnectKicked = Disconnect{4003, "kicked"}
+	// DisconnectChurn: connections with this identity replaced each other too often (two
+	// clients sharing one credential); this one is refused for a while. Retry later, or give
+	// each client its own credential (4004).
+	DisconnectChurn = Disconnect{4004, "replaced too often, retry later"}
 )

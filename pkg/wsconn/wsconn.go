@@ -312,6 +312,14 @@ func (c *Conn) SetPrincipal(principal string) {
 	c.mu.Unlock()
 }
 
+// Backlog is the number of frames queued and not yet written, so a producer that could fill
+// the queue faster than the client reads (a replay) can pace itself instead of overflowing it.
+func (c *Conn) Backlog() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
 // Done is closed when ReadLoop has returned: the connection is gone.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 

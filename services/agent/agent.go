@@ -1,6 +1,6 @@
 // Package agent is Herald's host agent: it runs on a monitored machine and
 // keeps one WebSocket to an ingest (GET /api/v1/agents/ws), speaking the
-// document's protocol (seed 004) plus Herald's extensions (pkg/agentwire).
+// document's protocol (the ChatOps agent API, see the README) plus Herald's extensions (pkg/agentwire).
 //
 // Over that connection it sends a metrics sample every interval (CPU,
 // memory, every mounted partition, every network interface), the host's

@@ -38,8 +38,13 @@ func TestRegisterDeliverDeregister(t *testing.T) {
 			t.Errorf("frame lacks %q: %v", k, f.keys)
 		}
 	}
-	if len(f.keys) != len(drpKeys) {
-		t.Errorf("frame has keys %v, want exactly DRP's seven", f.keys)
+	// DRP's seven, and Herald's Position (the event's place in the stream, for resume).
+	if _, ok := f.keys["Position"]; len(f.keys) != len(drpKeys)+1 || !ok {
+		t.Errorf("frame has keys %v, want exactly DRP's seven and Position", f.keys)
+	}
+	var pos string
+	if err := json.Unmarshal(f.keys["Position"], &pos); err != nil || !strings.Contains(pos, ":") {
+		t.Errorf("Position %s, want <epoch>:<seq>", f.keys["Position"])
 	}
 	if string(f.Object) != `{"Name":"global"}` || string(f.Original) != "null" || f.Time.IsZero() {
 		t.Errorf("frame Object %s Original %s Time %v", f.Object, f.Original, f.Time)

@@ -30,6 +30,7 @@ import (
 	"github.com/heraldhq/herald/services/edge/monitor"
 	"github.com/heraldhq/herald/services/edge/rancher"
 	"github.com/heraldhq/herald/services/edge/salt"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 // Config is the edge's settings. The zero value of a field means its default.
@@ -50,6 +51,9 @@ type Config struct {
 	AllowedOrigins   []string
 	SaltReplayWindow time.Duration // how far back formatted_events replays jobs and facts (default 1h)
 	SaltMaxJobs      int           // jobs kept per formatted_events socket (default 200)
+	// MaxReplay bounds the events one resume replays (default socket.DefaultMaxReplay); a
+	// client further behind is told its position is too old.
+	MaxReplay int
 }
 
 // RegisterFlags binds the settings to flags (edge.max-frame-bytes, edge.send-queue, ...).
@@ -71,6 +75,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		})
 	fs.DurationVar(&c.SaltReplayWindow, "edge.salt-replay-window", 0, "how far back formatted_events replays jobs and facts (0: 1h)")
 	fs.IntVar(&c.SaltMaxJobs, "edge.salt-max-jobs", 0, "jobs kept per formatted_events socket (0: 200)")
+	fs.IntVar(&c.MaxReplay, "edge.max-replay", 0, "events one resume may replay; further behind is too old (0: 200000)")
 }
 
 // Validate reports settings that cannot work.
@@ -107,6 +112,7 @@ type Edge struct {
 	saltAll *salt.Handler
 	saltFmt *salt.Handler
 	tracker *registry.Tracker
+	epochs  *epochs
 	auth    *access.Authenticator
 	nc      *nats.Conn
 	ready   chan struct{}
@@ -131,13 +137,25 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "edge")
-	h := hub.New(deps.NC, cfg.Hub, log)
-	auth := access.New(deps.Verifier, deps.NC)
-	up := wsconn.NewUpgrader(cfg.WS, nil)
 	js, err := jetstream.New(deps.NC)
 	if err != nil {
 		return nil, fmt.Errorf("edge: jetstream: %w", err)
 	}
+	ep := newEpochs(js, log)
+	hcfg := cfg.Hub
+	hcfg.Epoch, hcfg.StreamReset = ep.get, ep.reset
+	h := hub.New(deps.NC, hcfg, log)
+	// Whatever is published while the connection is down never reaches this edge: its
+	// clients are closed at once, to resume from their last position (here or elsewhere).
+	prev := deps.NC.Opts.DisconnectedErrCB
+	deps.NC.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if prev != nil {
+			prev(nc, err)
+		}
+		h.Interrupted()
+	})
+	auth := access.New(deps.Verifier, deps.NC)
+	up := wsconn.NewUpgrader(cfg.WS, nil)
 	reg := deps.Registry
 	if reg == nil {
 		reg = registry.NewMemory()
@@ -146,7 +164,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if instance == "" {
 		instance = registry.NewInstanceID("edge")
 	}
-	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, Log: log}
+	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, NC: deps.NC, Log: log}
 	if deps.AnnounceConnections {
 		tcfg.Publish = func(ctx context.Context, ev *event.Event) error {
 			_, err := eventpub.Publish(ctx, js, ev)
@@ -157,21 +175,18 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	mon := func(k monitor.Kind) *monitor.Handler {
-		return &monitor.Handler{Kind: k, Hub: h, Auth: auth, Upgrader: up, Latest: deps.Latest,
-			AuthTimeout: cfg.AuthTimeout, Log: log, Tracker: tracker}
-	}
+	rt := &socket.Runtime{Hub: h, Auth: auth, Upgrader: up, Tracker: tracker, Log: log, AuthTimeout: cfg.AuthTimeout,
+		JS: js, MaxReplay: cfg.MaxReplay}
 	return &Edge{
-		cfg: cfg, log: log, hub: h, ready: make(chan struct{}), tracker: tracker, nc: deps.NC, auth: auth,
-		drp:     &drp.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
-		metrics: mon(monitor.Metrics),
-		logs:    mon(monitor.Logs),
+		cfg: cfg, log: log, hub: h, ready: make(chan struct{}), tracker: tracker, nc: deps.NC, auth: auth, epochs: ep,
+		drp:     &drp.Handler{Runtime: rt},
+		metrics: &monitor.Handler{Kind: monitor.Metrics, Runtime: rt, Latest: deps.Latest},
+		logs:    &monitor.Handler{Kind: monitor.Logs, Runtime: rt},
 		conns:   &connections.Handler{Auth: auth, Tracker: tracker, NC: deps.NC, Log: log},
-		rancher: &rancher.Handler{Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker,
-			AllowedOrigins: cfg.AllowedOrigins},
-		saltAll: &salt.Handler{Kind: salt.AllEvents, Hub: h, Auth: auth, Upgrader: up, Log: log, Tracker: tracker},
-		saltFmt: &salt.Handler{Kind: salt.FormattedEvents, Hub: h, Auth: auth, Upgrader: up, Log: log,
-			Tracker: tracker, JS: js, Facts: deps.Facts, ReplayWindow: cfg.SaltReplayWindow, MaxJobs: cfg.SaltMaxJobs},
+		rancher: &rancher.Handler{Runtime: rt, AllowedOrigins: cfg.AllowedOrigins},
+		saltAll: &salt.Handler{Kind: salt.AllEvents, Runtime: rt},
+		saltFmt: &salt.Handler{Kind: salt.FormattedEvents, Runtime: rt,
+			JS: js, Facts: deps.Facts, ReplayWindow: cfg.SaltReplayWindow, MaxJobs: cfg.SaltMaxJobs},
 	}, nil
 }
 
@@ -215,23 +230,17 @@ func (e *Edge) Run(ctx context.Context) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.hub.Run(hubCtx) }()
-	trackCtx, stopTracker := context.WithCancel(context.Background())
-	trackDone := make(chan error, 1)
-	go func() { trackDone <- e.tracker.Run(trackCtx) }()
-	kicks, err := registry.ServeKicks(e.nc, e.tracker)
-	if err != nil {
-		e.log.Warn("kicks not served", "err", err) // NATS reconnects; the subscription is kept
-	}
+	epochCtx, stopEpochs := context.WithCancel(context.Background())
+	defer stopEpochs()
+	go e.epochs.run(epochCtx)
+	stopTracker := e.tracker.Start() // kicks, registry writes, connection events
 	close(e.ready)
 	<-ctx.Done()
-	if kicks != nil {
-		_ = kicks.Unsubscribe()
-	}
 	sctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.DrainWindow, 0)+e.cfg.ShutdownTimeout)
 	defer cancel()
-	err = e.hub.Drain(sctx, wsconn.DisconnectRestart, max(e.cfg.DrainWindow, 0))
+	err := e.hub.Drain(sctx, wsconn.DisconnectRestart, max(e.cfg.DrainWindow, 0))
 	stopHub()
 	err = errors.Join(err, <-done)
 	stopTracker()
-	return errors.Join(err, <-trackDone)
+	return err
 }

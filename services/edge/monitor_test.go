@@ -85,6 +85,9 @@ func TestMetricsSocket(t *testing.T) {
 	if f := readMon(t, ws); f.Type != "metrics" || !strings.Contains(string(f.Data), `"cpu_percent":12.5`) {
 		t.Fatalf("got %+v, want the latest sample at once", f)
 	}
+	// The latest sample published live just after (ingest stores before it publishes): the
+	// viewer must not get it twice.
+	r.publishRaw(subject.Metrics("srv-1"), `{"server_id":"srv-1","cpu_percent":12.5}`)
 	r.publishRaw(subject.Metrics("srv-2"), `{"server_id":"srv-2","cpu_percent":99}`)
 	r.publishRaw(subject.Logs("srv-1"), `{"server_id":"srv-1","message":"not on the metrics socket"}`)
 	r.publishRaw(subject.Metrics("srv-1"), `{"server_id":"srv-1","cpu_percent":50}`)

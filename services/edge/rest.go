@@ -15,7 +15,7 @@ import (
 
 // TrackREST lists every plain HTTP request but health probes and metrics scrapes in the connection registry while
 // it is in flight
-// (seed 002: the connections API shows REST as well as WebSocket connections). WebSocket
+// (Digital Rebar's connections API shows REST as well as WebSocket connections). WebSocket
 // upgrades pass through: each dialect lists its socket once it has authenticated it.
 //
 // The principal is what the request shows without a round trip: a Bearer token or R_SESS

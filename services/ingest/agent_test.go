@@ -411,7 +411,7 @@ func TestDocAgent(t *testing.T) {
 	}
 	jn := env.waitEvent("jobs", "new", jid)
 	if !strings.Contains(string(jn.Object), `"fun":"cmd.run"`) || !strings.Contains(string(jn.Object), `"tgt":"web-1"`) ||
-		jn.Principal != "user:alice" {
+		!strings.Contains(string(jn.Object), `"user":"alice"`) || jn.Principal != "user:alice" {
 		t.Errorf("jobs.new = %+v %s", jn, jn.Object)
 	}
 	jr := env.waitEvent("jobs", "ret", jid)

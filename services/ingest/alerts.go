@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -30,51 +29,48 @@ type alertRules struct {
 	samples    int
 }
 
-// alertTracker is the alert state machine of every server held by this ingest, per usage type:
+// alertState is the alert state machine of one server, per usage type:
 //
 //	ok --(value > threshold, count < samples)--> counting
 //	counting --(value > threshold, count reaches samples)--> raised   [emit raise]
 //	raised --(value > threshold)--> raised                             [nothing: raised once]
 //	counting|raised --(value <= threshold)--> ok                       [emit resolve if raised]
 //
-// It is per ingest: an agent that moves to another ingest starts from ok there.
-type alertTracker struct {
-	rules alertRules
-	mu    sync.Mutex
-	state map[string]*serverAlerts // by server id; guarded by mu
+// Its JSON is kept in the agent state store (agentstate.PutAlerts) after every change, so an
+// agent that moves to another ingest carries on where it was: a raised alert is resolved there,
+// not raised again. A server silent for alertStateTTL loses its state (pruned by the store).
+type alertState struct {
+	Over   map[string]int    `json:"over,omitempty"`
+	Active map[string]*Alert `json:"active,omitempty"`
 }
 
-type serverAlerts struct {
-	over   map[string]int
-	active map[string]*Alert
-}
-
-func newAlertTracker(r alertRules) *alertTracker {
-	return &alertTracker{rules: r, state: make(map[string]*serverAlerts)}
-}
+// alertStateTTL is how long a server's alert state outlives its last change.
+const alertStateTTL = 24 * time.Hour
 
 // alertTitles name the usage types in messages ("CPU usage is 93.2%, ...").
 var alertTitles = map[string]string{"cpu": "CPU", "memory": "Memory", "disk": "Disk"}
 
-// observe feeds one fresh sample's usage and returns the alerts raised or resolved by it.
-func (t *alertTracker) observe(serverID string, usage map[string]float64, now time.Time) []Alert {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.state[serverID]
-	if st == nil {
-		st = &serverAlerts{over: make(map[string]int), active: make(map[string]*Alert)}
-		t.state[serverID] = st
+// observe feeds one fresh sample's usage to st and returns the alerts raised or resolved by it,
+// and whether st changed (and should be stored).
+func (r alertRules) observe(st *alertState, serverID string, usage map[string]float64, now time.Time) (out []Alert, changed bool) {
+	if st.Over == nil {
+		st.Over = make(map[string]int)
 	}
-	var out []Alert
+	if st.Active == nil {
+		st.Active = make(map[string]*Alert)
+	}
 	for _, typ := range []string{"cpu", "memory", "disk"} { // fixed order: deterministic output
-		th := t.rules.thresholds[typ]
+		th := r.thresholds[typ]
 		v, ok := usage[typ]
 		if th <= 0 || !ok {
 			continue
 		}
 		if v > th {
-			st.over[typ]++
-			if st.over[typ] >= t.rules.samples && st.active[typ] == nil {
+			if st.Over[typ] < r.samples { // counting past the bound changes nothing
+				st.Over[typ]++
+				changed = true
+			}
+			if st.Over[typ] >= r.samples && st.Active[typ] == nil {
 				a := &Alert{
 					ID:           newUUID(),
 					ServerID:     serverID,
@@ -88,20 +84,23 @@ func (t *alertTracker) observe(serverID string, usage map[string]float64, now ti
 				if v > 1.5*th {
 					a.Severity = "critical"
 				}
-				st.active[typ] = a
+				st.Active[typ] = a
 				out = append(out, *a)
 			}
 			continue
 		}
-		st.over[typ] = 0
-		if a := st.active[typ]; a != nil {
-			delete(st.active, typ)
+		if st.Over[typ] != 0 {
+			delete(st.Over, typ)
+			changed = true
+		}
+		if a := st.Active[typ]; a != nil {
+			delete(st.Active, typ)
 			at := now.UTC()
 			a.Resolved, a.ResolvedAt = true, &at
 			out = append(out, *a)
 		}
 	}
-	return out
+	return out, changed || len(out) > 0
 }
 
 // newUUID returns a random (version 4) UUID, the id format of chatops' alerts.

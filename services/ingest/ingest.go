@@ -26,9 +26,18 @@
 //     connection for this server" (no offline event: the server is still online). Rejecting the
 //     newcomer instead would lock the real agent out behind a half-dead TCP connection after a
 //     network blip, until the ping timeout.
+//   - Churn: two agents sharing one key would take over from each other forever. Before taking
+//     over, a newcomer asks the holder (subject.AgentHolder, on any ingest); after
+//     AgentTakeoverLimit takeovers (default 2) within AgentTakeoverWindow (default 1m) the holder
+//     refuses newcomers, logging that once, until a window passes without one. A refused agent
+//     gets {"type":"error"} saying so and close 4004 (wsconn.DisconnectChurn). One agent
+//     reconnecting after a blip takes over as before.
 //   - Shape: each agent is answered in the shape it speaks (agentwire.ShapeOf): the first
 //     message specific to one shape (nested metrics, ping or command_result: chatops; flat
 //     metrics, facts, log, command_response: doc) fixes it; until then the doc shape is used.
+//   - Telemetry (metrics, logs, facts) is handled by a bounded worker per connection
+//     (telemetryQueue frames), so the read loop, and with it command replies, never waits on
+//     the store; a full worker drops frames, counted (TelemetryDropped) and logged.
 //   - Metrics are normalized (agentwire.NormalizeMetrics), stored with agentstate.PutMetrics and,
 //     when fresh (newer than the stored latest), published on subject.Metrics and checked
 //     against the alert thresholds. Replayed or duplicate samples are acknowledged but not
@@ -36,7 +45,8 @@
 //     sample; doc agents only when the sample carries Herald's "seq" (echoed back).
 //   - Alerts: a usage above its threshold for AlertSamples consecutive fresh samples raises one
 //     alert (subject.Alerts and alerts.raise.<id>); the first sample back at or under the
-//     threshold resolves it (alerts.resolve.<id>).
+//     threshold resolves it (alerts.resolve.<id>). The alert state lives in the agent state
+//     store, so it follows an agent to another ingest, and is pruned a day after its last change.
 //   - Logs go to subject.Logs; facts to agentstate.PutFacts and agents.facts.<id>; connecting
 //     and leaving to agents.online.<id> / agents.offline.<id>.
 //
@@ -54,6 +64,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,6 +76,7 @@ import (
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/token"
+	"github.com/heraldhq/herald/pkg/workqueue"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
@@ -87,6 +99,8 @@ const (
 	DefaultAlertSamples       = 3
 	DefaultCommandTimeout     = 30 * time.Second
 	DefaultMaxCommandTimeout  = 10 * time.Minute
+	DefaultTakeoverWindow     = time.Minute
+	DefaultTakeoverLimit      = 2
 )
 
 // Config holds the ingest settings. A zero field means its default.
@@ -97,7 +111,9 @@ type Config struct {
 	// StreamMaxBytes bounds the stream's size on disk; the oldest events go first.
 	// Default 1 GiB.
 	StreamMaxBytes int64
-	// StreamReplicas is the number of copies of the stream in a NATS cluster. Default 1.
+	// StreamReplicas is the number of copies of the stream in a NATS cluster: 1 for a single
+	// node (the all-in-one), 3 on a three-node cluster, so the stream keeps its events and
+	// takes writes with one node lost. Default 1.
 	StreamReplicas int
 	// PublishTimeout bounds how long one Publish waits for NATS's acknowledgement, on
 	// top of any deadline of the caller. Default 5s.
@@ -114,6 +130,12 @@ type Config struct {
 	// AgentPongWait is the silence after which an agent is dead and goes offline: the bound
 	// on detecting a killed agent or a cut network. Default 45s.
 	AgentPongWait time.Duration
+
+	// AgentTakeoverWindow and AgentTakeoverLimit bound churn: after Limit takeovers of one
+	// server's connection within Window, newer connections are refused (4004) until a Window
+	// passes without one. Defaults 1m and 2.
+	AgentTakeoverWindow time.Duration
+	AgentTakeoverLimit  int
 
 	// AlertCPU, AlertMemory and AlertDisk are the usage thresholds in percent. Zero means the
 	// default (90); a negative value disables that alert.
@@ -138,7 +160,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.StreamMaxBytes, "ingest.stream-max-bytes", DefaultStreamMaxBytes,
 		"size bound of the "+StreamName+" stream in bytes; the oldest events are dropped first")
 	fs.IntVar(&c.StreamReplicas, "ingest.stream-replicas", 1,
-		"copies of the "+StreamName+" stream in a NATS cluster")
+		"copies of the "+StreamName+" stream in a NATS cluster (3 on a three-node cluster; at most the number of nodes)")
 	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", DefaultPublishTimeout,
 		"how long a publish waits for NATS to acknowledge an event")
 	fs.DurationVar(&c.AgentAuthTimeout, "ingest.agent-auth-timeout", DefaultAgentAuthTimeout,
@@ -149,6 +171,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"WebSocket ping period on agent sockets")
 	fs.DurationVar(&c.AgentPongWait, "ingest.agent-pong-wait", DefaultAgentPongWait,
 		"silence after which an agent counts as dead and goes offline")
+	fs.DurationVar(&c.AgentTakeoverWindow, "ingest.agent-takeover-window", DefaultTakeoverWindow,
+		"window over which takeovers of one server's agent connection are counted")
+	fs.IntVar(&c.AgentTakeoverLimit, "ingest.agent-takeover-limit", DefaultTakeoverLimit,
+		"takeovers within the window after which newer connections are refused for a window (two agents on one key)")
 	fs.Float64Var(&c.AlertCPU, "ingest.alert-cpu", DefaultAlertThreshold,
 		"CPU usage percent above which samples count towards an alert (negative: off)")
 	fs.Float64Var(&c.AlertMemory, "ingest.alert-memory", DefaultAlertThreshold,
@@ -184,6 +210,8 @@ func (c Config) Validate() error {
 		return errors.New("ingest.agent-ping-interval, ingest.agent-pong-wait: must not be negative")
 	case c.AlertCPU > 100 || c.AlertMemory > 100 || c.AlertDisk > 100:
 		return errors.New("ingest.alert-cpu, ingest.alert-memory, ingest.alert-disk: must be at most 100 (percent)")
+	case c.AgentTakeoverWindow < 0 || c.AgentTakeoverLimit < 0:
+		return errors.New("ingest.agent-takeover-window, ingest.agent-takeover-limit: must not be negative")
 	case c.AlertSamples < 0:
 		return fmt.Errorf("ingest.alert-samples: must not be negative, got %d", c.AlertSamples)
 	case c.RegistryTTL < 0:
@@ -226,6 +254,10 @@ func (c Config) withDefaults() Config {
 	def(&c.AgentPongWait, DefaultAgentPongWait)
 	def(&c.CommandTimeout, DefaultCommandTimeout)
 	def(&c.MaxCommandTimeout, DefaultMaxCommandTimeout)
+	def(&c.AgentTakeoverWindow, DefaultTakeoverWindow)
+	if c.AgentTakeoverLimit == 0 {
+		c.AgentTakeoverLimit = DefaultTakeoverLimit
+	}
 	if c.AgentMaxFrameBytes == 0 {
 		c.AgentMaxFrameBytes = DefaultAgentMaxFrameBytes
 	}
@@ -276,11 +308,14 @@ type Service struct {
 	state    agentstate.Store
 	apiKeys  APIKeyVerifier
 	upgrader *wsconn.Upgrader
-	alerts   *alertTracker
-	jids     jidSource
-	agents   agentSet
-	events   chan *event.Event // for the event worker started by Run
-	tracker  *registry.Tracker
+	// alertRules are the thresholds; each connection's telemetry worker runs them.
+	alertRules alertRules
+	jids       jidSource
+	agents     agentSet
+	events     *workqueue.Queue[*event.Event] // agent events, published by Run's worker
+	tracker    *registry.Tracker
+	// telemetryDropped counts agent frames dropped by full telemetry workers.
+	telemetryDropped atomic.Uint64
 }
 
 // New validates cfg and wires the service. It starts nothing and does no I/O.
@@ -309,17 +344,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		verifier: deps.Verifier,
 		state:    deps.State,
 		apiKeys:  deps.APIKeys,
-		alerts: newAlertTracker(alertRules{
+		alertRules: alertRules{
 			thresholds: map[string]float64{"cpu": cfg.AlertCPU, "memory": cfg.AlertMemory, "disk": cfg.AlertDisk},
 			samples:    cfg.AlertSamples,
-		}),
+		},
 		upgrader: wsconn.NewUpgrader(wsconn.Config{
 			MaxMessageBytes: cfg.AgentMaxFrameBytes,
 			PingInterval:    cfg.AgentPingInterval,
 			PongWait:        cfg.AgentPongWait,
 		}, nil), // agents are not browsers: the key comes in a message, no cookie to protect
-		events: make(chan *event.Event, eventQueue),
 	}
+	s.events = workqueue.New("agent event", eventQueue, s.log, s.publishEvent)
 	if s.state == nil {
 		s.state = agentstate.NewMemory()
 	}
@@ -335,7 +370,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if instance == "" {
 		instance = registry.NewInstanceID("ingest")
 	}
-	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, Log: s.log}
+	tcfg := registry.TrackerConfig{Instance: instance, TTL: cfg.RegistryTTL, NC: deps.NC, Log: s.log}
 	if deps.AnnounceConnections {
 		tcfg.Publish = func(ctx context.Context, ev *event.Event) error {
 			_, err := s.Publish(ctx, ev)
@@ -351,6 +386,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Tracker is this ingest's connection tracker: its Check is a readiness check (the registry
 // is reachable).
 func (s *Service) Tracker() *registry.Tracker { return s.tracker }
+
+// TelemetryDropped is the number of agent frames (metrics, logs, facts) dropped because an
+// agent's telemetry worker was full.
+func (s *Service) TelemetryDropped() uint64 { return s.telemetryDropped.Load() }
 
 // RegisterGRPC registers EventService and AgentService on s.
 func (s *Service) RegisterGRPC(r grpc.ServiceRegistrar) {
@@ -380,24 +419,14 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 // On the way out it closes every agent socket with 1001, waits for them, and publishes the
 // events still queued (bounded by PublishTimeout).
 func (s *Service) Run(ctx context.Context) error {
-	stopEvents := make(chan struct{})
+	evCtx, stopEvents := context.WithCancel(context.Background())
 	eventsDone := make(chan struct{})
-	go s.runEvents(stopEvents, eventsDone)
-	trackCtx, stopTracker := context.WithCancel(context.Background())
-	trackDone := make(chan struct{})
-	go func() { defer close(trackDone); _ = s.tracker.Run(trackCtx) }()
-	kicks, err := registry.ServeKicks(s.nc, s.tracker)
-	if err != nil {
-		s.log.Warn("kicks not served", "err", err)
-	}
+	go func() { defer close(eventsDone); s.events.Run(evCtx, s.cfg.PublishTimeout) }()
+	stopTracker := s.tracker.Start() // kicks, registry writes, connection events
 	defer func() {
-		if kicks != nil {
-			_ = kicks.Unsubscribe()
-		}
 		s.agents.shutdown(s.log)
 		stopTracker() // after the agents left: their entries go with a goodbye
-		<-trackDone
-		close(stopEvents)
+		stopEvents()  // last: the offline events of the agents just closed go out
 		<-eventsDone
 	}()
 	if err := s.ensureStream(ctx); err != nil {

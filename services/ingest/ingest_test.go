@@ -55,22 +55,7 @@ func startStack(t *testing.T, cfg ingest.Config) *stack {
 		t.Fatalf("New: %v", err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-runErr; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-svc.Ready():
-	case err := <-runErr:
-		t.Fatalf("Run ended before ready: %v", err)
-	case <-time.After(waitFor):
-		t.Fatal("service not ready")
-	}
+	runUntilReady(t, svc, waitFor)
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,6 +69,27 @@ func startStack(t *testing.T, cfg ingest.Config) *stack {
 	s := &stack{ns: ns, nc: nc, svc: svc, issuer: issuer, addr: lis.Addr().String()}
 	s.client = s.clientWith(t, "*.*.*")
 	return s
+}
+
+// runUntilReady runs svc until the test ends and waits, at most within, until it is ready.
+func runUntilReady(t *testing.T, svc *ingest.Service, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-svc.Ready():
+	case err := <-runErr:
+		t.Fatalf("Run ended before ready: %v", err)
+	case <-time.After(within):
+		t.Fatal("service not ready")
+	}
 }
 
 // clientWith is an EventService client whose calls carry a token with perms (none: no token).
@@ -354,6 +360,9 @@ func TestPublishHonoursCallerDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ingest.ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable wrapping the caller's deadline", err)
 	}
+	if n := strings.Count(err.Error(), "event bus unavailable"); n != 1 {
+		t.Errorf("err = %q says \"event bus unavailable\" %d times, want once", err, n)
+	}
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Errorf("Publish took %s, want the caller's 300ms deadline honoured", elapsed)
 	}
@@ -375,7 +384,9 @@ func TestStreamConfiguredFromConfig(t *testing.T) {
 	}
 	c := info.Config
 	if c.MaxAge != time.Hour || c.MaxBytes != 1<<20 || c.Storage != nats.FileStorage ||
-		c.Discard != nats.DiscardOld || fmt.Sprint(c.Subjects) != "["+subject.EventsWildcard+"]" {
+		c.Discard != nats.DiscardOld || fmt.Sprint(c.Subjects) != "["+subject.EventsWildcard+"]" ||
+		c.Duplicates != 2*time.Minute || c.Replicas != 1 || c.RePublish == nil ||
+		c.RePublish.Source != subject.EventsWildcard || c.RePublish.Destination != subject.RepublishedWildcard {
 		t.Errorf("stream config = %+v", c)
 	}
 }

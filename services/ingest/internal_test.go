@@ -1,22 +1,33 @@
 package ingest
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
 
-func TestAlertTrackerSeverityAndIndependence(t *testing.T) {
+func TestAlertStateSeverityAndChanges(t *testing.T) {
 	t.Parallel()
-	tr := newAlertTracker(alertRules{thresholds: map[string]float64{"cpu": 50, "memory": 90, "disk": -1}, samples: 2})
+	rules := alertRules{thresholds: map[string]float64{"cpu": 50, "memory": 90, "disk": -1}, samples: 2}
+	var st alertState
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	if got := tr.observe("a", map[string]float64{"cpu": 80, "disk": 99}, now); len(got) != 0 {
+	observe := func(usage map[string]float64, at time.Time) []Alert {
+		out, _ := rules.observe(&st, "a", usage, at)
+		return out
+	}
+	if got := observe(map[string]float64{"cpu": 80, "disk": 99}, now); len(got) != 0 {
 		t.Fatalf("first sample raised %v", got)
 	}
-	// Another server's samples do not count towards a's.
-	if got := tr.observe("b", map[string]float64{"cpu": 80}, now); len(got) != 0 {
-		t.Fatalf("server b raised %v", got)
+	// The state survives a round trip through its JSON (the agent moved to another ingest).
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
 	}
-	got := tr.observe("a", map[string]float64{"cpu": 76, "memory": 95, "disk": 99}, now)
+	st = alertState{}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	got := observe(map[string]float64{"cpu": 76, "memory": 95, "disk": 99}, now)
 	if len(got) != 1 || got[0].Type != "cpu" || got[0].Severity != "critical" || got[0].CurrentValue != 76 {
 		t.Fatalf("second sample = %+v, want one critical cpu alert (76 > 1.5 x 50)", got)
 	}
@@ -24,10 +35,14 @@ func TestAlertTrackerSeverityAndIndependence(t *testing.T) {
 		t.Errorf("message = %q", got[0].Message)
 	}
 	// A missing value neither counts nor resolves.
-	if got := tr.observe("a", map[string]float64{}, now); len(got) != 0 {
-		t.Fatalf("empty sample = %+v", got)
+	if out, changed := rules.observe(&st, "a", map[string]float64{}, now); len(out) != 0 || changed {
+		t.Fatalf("empty sample = %+v, changed %v", out, changed)
 	}
-	got = tr.observe("a", map[string]float64{"cpu": 50, "memory": 95}, now.Add(time.Minute))
+	// Above the threshold while raised: nothing new, nothing to store.
+	if out, changed := rules.observe(&st, "a", map[string]float64{"cpu": 99}, now); len(out) != 0 || changed {
+		t.Fatalf("sample while raised = %+v, changed %v", out, changed)
+	}
+	got = observe(map[string]float64{"cpu": 50, "memory": 95}, now.Add(time.Minute))
 	if len(got) != 2 || got[0].Type != "cpu" || !got[0].Resolved || got[0].ResolvedAt == nil ||
 		got[1].Type != "memory" || got[1].Severity != "warning" {
 		t.Fatalf("third sample = %+v, want cpu resolved (50 is not above 50) and memory raised", got)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,7 +35,7 @@ type jobNew struct {
 	Fun       string   `json:"fun"`
 	Arg       []string `json:"arg"`
 	Minions   []string `json:"minions"`
-	User      string   `json:"user"`
+	User      string   `json:"user"` // the bare user name ("admin"), as Salt writes it
 	StartTime string   `json:"start_time"`
 }
 
@@ -61,11 +62,20 @@ func jobFun(req agentwire.RPCRequest) (string, []string) {
 	return "cmd.run", []string{req.Command}
 }
 
+// jobUser is the user name of a principal ("user:admin" is "admin"); other principals are
+// kept whole, so a job started by something else still says who.
+func jobUser(principal string) string {
+	if name, ok := strings.CutPrefix(principal, "user:"); ok {
+		return name
+	}
+	return principal
+}
+
 func (s *Service) emitJobNew(serverID string, req agentwire.RPCRequest, start time.Time) {
 	fun, arg := jobFun(req)
 	s.emit("jobs", "new", req.ID, req.Principal, jobNew{
 		JID: req.ID, Tgt: serverID, TgtType: "list", Fun: fun, Arg: arg,
-		Minions: []string{serverID}, User: req.Principal, StartTime: start.UTC().Format(time.RFC3339Nano),
+		Minions: []string{serverID}, User: jobUser(req.Principal), StartTime: start.UTC().Format(time.RFC3339Nano),
 	})
 }
 

@@ -36,3 +36,9 @@ func observeCommand(kind string, r agentwire.RPCReply, err error) {
 	}
 	metrics.IngestCommands.WithLabelValues(kind, outcome).Inc()
 }
+
+// observeAgent counts an agent in (+1, once authenticated) or out (-1, when it goes).
+func observeAgent(delta float64) { metrics.IngestAgents.Add(delta) }
+
+// observeSample counts one metrics sample received from an agent.
+func observeSample() { metrics.IngestSamples.Inc() }

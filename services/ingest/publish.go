@@ -11,12 +11,15 @@ import (
 
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
+	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/subject"
 )
 
 // ErrUnavailable is wrapped by Publish errors that come from NATS (unreachable, no
-// acknowledgement in time, stream missing) rather than from the event itself.
-var ErrUnavailable = errors.New("ingest: event bus unavailable")
+// acknowledgement in time, stream missing) rather than from the event itself. It is
+// eventpub.ErrUnavailable itself, so the error is wrapped once and reads "event bus
+// unavailable" once, whichever package a caller tests against.
+var ErrUnavailable = eventpub.ErrUnavailable
 
 // Bounds on the retries while the stream cannot be ensured: quick at first, since NATS is
 // often just starting, and never more often than every few seconds after.
@@ -45,30 +48,20 @@ func (s *Service) Publish(ctx context.Context, ev *event.Event) (seq uint64, err
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: stream %s not ready: %w", ErrUnavailable, StreamName, ctx.Err())
+		return 0, fmt.Errorf("ingest: %w: stream %s not ready: %w", ErrUnavailable, StreamName, ctx.Err())
 	}
 	// ExpectStream makes NATS refuse the message unless it lands in our stream, so an
 	// acknowledgement always means "stored in HERALD_EVENTS".
 	seq, err = eventpub.Publish(ctx, s.js, ev, jetstream.WithExpectStream(StreamName))
-	if errors.Is(err, eventpub.ErrUnavailable) {
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if err != nil {
+		return 0, fmt.Errorf("ingest: %w", err)
 	}
-	return seq, err
+	return seq, nil
 }
 
 // streamConfig is the HERALD_EVENTS configuration derived from the service settings.
 func (s *Service) streamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "Herald events, kept so reconnecting clients can catch up",
-		Subjects:    []string{subject.EventsWildcard},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      s.cfg.StreamMaxAge,
-		MaxBytes:    s.cfg.StreamMaxBytes,
-		Replicas:    s.cfg.StreamReplicas,
-	}
+	return eventstream.StreamConfig(s.cfg.StreamMaxAge, s.cfg.StreamMaxBytes, s.cfg.StreamReplicas)
 }
 
 // ensureStream creates HERALD_EVENTS or updates its limits, retrying with a bounded backoff

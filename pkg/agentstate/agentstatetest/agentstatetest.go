@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/agentstate"
+	"github.com/heraldhq/herald/pkg/testutil"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -140,6 +141,53 @@ func Run(t *testing.T, newStore func(t *testing.T) agentstate.Store) {
 		all, err := s.ListFacts(ctx)
 		if err != nil || len(all) != 2 || !sameJSON(all["s1"], f1) || !sameJSON(all["s2"], f2) {
 			t.Errorf("ListFacts = %v, %v", all, err)
+		}
+	})
+
+	t.Run("AlertsSurviveAndArePruned", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		if _, ok, err := s.Alerts(ctx, "srv"); ok || err != nil {
+			t.Fatalf("Alerts on empty store = %v, %v", ok, err)
+		}
+		a1 := json.RawMessage(`{"over":{"cpu":2}}`)
+		a2 := json.RawMessage(`{"active":{"cpu":{"id":"x"}}}`)
+		if err := s.PutAlerts(ctx, "srv", a1, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutAlerts(ctx, "other", a1, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutAlerts(ctx, "srv", a2, time.Hour); err != nil { // replaces
+			t.Fatal(err)
+		}
+		if got, ok, err := s.Alerts(ctx, "srv"); err != nil || !ok || !sameJSON(got, a2) {
+			t.Fatalf("Alerts(srv) = %s, %v, %v; want %s", got, ok, err, a2)
+		}
+		if got, ok, err := s.Alerts(ctx, "other"); err != nil || !ok || !sameJSON(got, a1) {
+			t.Fatalf("Alerts(other) = %s, %v, %v; want %s", got, ok, err, a1)
+		}
+		// A state not put again within its ttl is pruned.
+		if err := s.PutAlerts(ctx, "brief", a1, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 5*time.Second, func() error {
+			if _, ok, err := s.Alerts(ctx, "brief"); ok || err != nil {
+				return fmt.Errorf("Alerts(brief) after its ttl = %v, %v; want pruned", ok, err)
+			}
+			return nil
+		})
+		if _, ok, _ := s.Alerts(ctx, "srv"); !ok {
+			t.Fatal("pruning took a state whose ttl has not passed")
+		}
+		if err := s.PutAlerts(ctx, "srv", a1, 0); !errors.Is(err, agentstate.ErrInvalid) {
+			t.Errorf("zero ttl: %v", err)
+		}
+		if err := s.PutAlerts(ctx, "", a1, time.Hour); !errors.Is(err, agentstate.ErrInvalid) {
+			t.Errorf("empty server id: %v", err)
+		}
+		if err := s.PutAlerts(ctx, "srv", json.RawMessage(`{`), time.Hour); !errors.Is(err, agentstate.ErrInvalid) {
+			t.Errorf("bad JSON: %v", err)
 		}
 	})
 

@@ -1,4 +1,4 @@
-// Package connections serves Digital Rebar's connections API (seed 002, protocols.md §2) and
+// Package connections serves Digital Rebar's connections API (GET /api/v3/connections and friends, as DRP serves them) and
 // Herald's gRPC ConnectionService, fleet-wide: the listing comes from the shared registry, so
 // any edge answers for every instance.
 //

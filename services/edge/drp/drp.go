@@ -1,5 +1,5 @@
-// Package drp speaks Digital Rebar Provision's event WebSocket (seeds 001/002,
-// protocols.md §2) on GET /api/v3/ws: text commands "register type.action.key" and
+// Package drp speaks Digital Rebar Provision's event WebSocket, as DRP's own server and Go
+// client put it on the wire, on GET /api/v3/ws: text commands "register type.action.key" and
 // "deregister type.action.key", each answered by a {"Type":"websocket",...} frame that DRP's Go
 // client blocks on, and events as models.Event JSON with all seven keys.
 //
@@ -11,20 +11,18 @@ package drp
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
-	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 // Path is where DRP clients open the event socket.
@@ -36,51 +34,29 @@ const Endpoint = "drp"
 // MaxRegistrations bounds the patterns one connection may hold.
 const MaxRegistrations = 64
 
-// Handler serves the DRP event socket.
+// Handler serves the DRP event socket on the edge's socket runtime.
 type Handler struct {
-	Hub      *hub.Hub
-	Auth     *access.Authenticator
-	Upgrader *wsconn.Upgrader
-	Log      *slog.Logger
-	Now      func() time.Time  // nil: time.Now
-	Tracker  *registry.Tracker // records the connection fleet-wide; nil: not recorded
+	Runtime *socket.Runtime
 }
 
-func (h *Handler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
-}
-
-// ServeHTTP authenticates, upgrades and hands the connection to its own goroutine, returning at
-// once so net/http frees the request's buffers.
+// ServeHTTP runs one DRP socket.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sess, err := h.Auth.Request(r)
-	if err != nil {
-		WriteAuthError(w, err)
-		return
-	}
-	// No Origin check: DRP authenticates by header or query token, never by cookie, so a
-	// foreign page cannot ride on a browser's ambient credentials.
-	conn, err := h.Upgrader.Upgrade(w, r, h.Log)
-	if err != nil {
-		h.Log.Debug("drp: upgrade failed", "err", err)
-		return
-	}
-	client, err := h.Hub.NewClient(conn, Encoder{})
-	if err != nil {
-		conn.Close(wsconn.DisconnectShutdown)
-		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
-		return
-	}
-	s := &session{h: h, conn: conn, client: client, sess: sess, regs: map[string][]string{}, untrack: func() {}}
-	if h.Tracker != nil {
-		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
-	}
-	go s.run()
+	h.Runtime.Serve(w, r, Endpoint, h)
 }
+
+// Accept reads DRP's credentials (header, or ?token=). No Origin check: DRP authenticates by
+// header or query token, never by cookie, so a foreign page cannot ride on a browser's ambient
+// credentials.
+func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, error) {
+	sess, err := h.Runtime.Auth.Request(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &session{sess: sess, regs: map[string][]string{}, since: sinceOf(r)}, &sess, nil
+}
+
+// Refuse answers a failed authentication (WriteAuthError).
+func (h *Handler) Refuse(w http.ResponseWriter, err error) { WriteAuthError(w, err) }
 
 // APIError is DRP's models.Error body.
 type APIError struct {
@@ -113,103 +89,117 @@ func WriteError(w http.ResponseWriter, e APIError) {
 
 // session is one DRP connection.
 type session struct {
-	h      *Handler
-	conn   *wsconn.Conn
-	client *hub.Client
 	sess   access.Session
-	regs   map[string][]string // pattern -> subjects, DRP's exact-string list; read loop only
-	// untrack removes the connection from the registry (and announces connections.delete).
-	untrack func()
+	client *hub.Client
+
+	mu      sync.Mutex          // regs and the resume state; the resume timer reads them too
+	regs    map[string][]string // pattern -> subjects, DRP's exact-string list; guarded by mu
+	since   string              // the position to resume from ("" none); guarded by mu
+	resumed bool                // the catch-up has started; guarded by mu
+	timer   *time.Timer         // starts the catch-up after the first registrations; guarded by mu
 }
 
-func (s *session) run() {
-	defer s.untrack()
-	defer s.h.Hub.Remove(s.client)
-	defer s.sess.Watch(s.h.now(), s.conn.Close)()
-	err := s.conn.ReadLoop(s.handle)
-	s.h.Log.Debug("drp: connection ended", "principal", s.sess.Principal(), "err", err)
+// Open makes the connection's hub client; registrations come as commands. A socket that
+// resumes holds live events until it has caught up (resume.go).
+func (c *session) Open(s *socket.Socket) error {
+	if c.since != "" {
+		s.Hold()
+	}
+	client, err := s.Client(Encoder{})
+	c.client = client
+	return err
 }
 
-// handle runs one text command. DRP trims the frame and splits it at the first space.
-func (s *session) handle(msg []byte) {
+// Frame runs one text command. DRP trims the frame and splits it at the first space.
+func (c *session) Frame(s *socket.Socket, msg []byte) error {
 	verb, arg, _ := bytes.Cut(bytes.TrimSpace(msg), []byte(" "))
 	pattern := string(arg)
 	switch string(verb) {
 	case "register":
-		s.register(pattern)
+		c.register(s, pattern)
 	case "deregister":
-		s.deregister(pattern)
+		c.deregister(s, pattern)
+	case "resume":
+		c.resume(s, pattern)
 	default:
-		s.fail(string(verb), truncate(string(msg), 128), http.StatusBadRequest,
-			fmt.Sprintf("unknown command %q: send \"register type.action.key\" or \"deregister type.action.key\"", truncate(string(verb), 32)))
+		fail(s, string(verb), truncate(string(msg), 128), http.StatusBadRequest,
+			fmt.Sprintf("unknown command %q: send \"register type.action.key\", \"deregister type.action.key\" or \"resume <position>\"", truncate(string(verb), 32)))
 	}
+	return nil
 }
 
-func (s *session) register(pattern string) {
-	if _, dup := s.regs[pattern]; dup {
-		s.ack("register", pattern)
+func (c *session) register(s *socket.Socket, pattern string) {
+	c.mu.Lock()
+	_, dup := c.regs[pattern]
+	n := len(c.regs)
+	c.mu.Unlock()
+	if dup {
+		ack(s, "register", pattern)
 		return
 	}
-	if len(s.regs) >= MaxRegistrations {
-		s.fail("register", pattern, http.StatusBadRequest, fmt.Sprintf("at most %d registrations per connection", MaxRegistrations))
+	if n >= MaxRegistrations {
+		fail(s, "register", pattern, http.StatusBadRequest, fmt.Sprintf("at most %d registrations per connection", MaxRegistrations))
 		return
 	}
 	f, err := event.ParseFilter(pattern)
 	if err != nil {
-		s.fail("register", pattern, http.StatusBadRequest, err.Error())
+		fail(s, "register", pattern, http.StatusBadRequest, err.Error())
 		return
 	}
-	allowed := event.Allowed(f, s.sess.Filters)
+	allowed := event.Allowed(f, c.sess.Filters)
 	if len(allowed) == 0 {
-		s.fail("register", pattern, http.StatusForbidden,
+		fail(s, "register", pattern, http.StatusForbidden,
 			fmt.Sprintf("register %s: outside your permissions", pattern))
 		return
 	}
 	subjects, err := subject.ForFilters(allowed)
 	if err != nil {
-		s.fail("register", pattern, http.StatusBadRequest, err.Error())
+		fail(s, "register", pattern, http.StatusBadRequest, err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.h.Hub.Subscribe(ctx, s.client, subjects); err != nil {
-		s.h.Log.Warn("drp: subscribe failed", "pattern", pattern, "err", err)
-		s.fail("register", pattern, http.StatusServiceUnavailable, "cannot subscribe now, try again")
+	if err := s.Subscribe(c.client, nil, subjects); err != nil {
+		fail(s, "register", pattern, http.StatusServiceUnavailable, "cannot subscribe now, try again")
 		return
 	}
-	s.regs[pattern] = subjects
-	s.ack("register", pattern)
+	c.mu.Lock()
+	c.regs[pattern] = subjects
+	c.mu.Unlock()
+	ack(s, "register", pattern)
+	c.registered(s)
 }
 
 // deregister removes the registration string-equal to pattern, as DRP does; a pattern never
 // registered is acknowledged as a no-op.
-func (s *session) deregister(pattern string) {
-	if subjects, ok := s.regs[pattern]; ok {
-		s.h.Hub.Unsubscribe(s.client, subjects)
-		delete(s.regs, pattern)
+func (c *session) deregister(s *socket.Socket, pattern string) {
+	c.mu.Lock()
+	subjects, ok := c.regs[pattern]
+	delete(c.regs, pattern)
+	c.mu.Unlock()
+	if ok {
+		s.Unsubscribe(c.client, subjects)
 	}
-	s.ack("deregister", pattern)
+	ack(s, "deregister", pattern)
 }
 
-func (s *session) ack(action, pattern string) {
-	s.send(Frame{Time: s.h.now(), Type: "websocket", Action: action, Key: pattern})
+func ack(s *socket.Socket, action, pattern string) {
+	send(s, Frame{Time: s.Now(), Type: "websocket", Action: action, Key: pattern})
 }
 
-func (s *session) fail(command, key string, code int, msg string) {
+func fail(s *socket.Socket, command, key string, code int, msg string) {
 	obj, _ := json.Marshal(struct {
 		Error   string
 		Command string
 		Code    int
 	}{msg, command, code})
-	s.send(Frame{Time: s.h.now(), Type: "websocket", Action: "error", Key: key, Object: obj})
+	send(s, Frame{Time: s.Now(), Type: "websocket", Action: "error", Key: key, Object: obj})
 }
 
-func (s *session) send(f Frame) {
+func send(s *socket.Socket, f Frame) {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return
 	}
-	s.conn.Send(b)
+	s.Send(b)
 }
 
 func truncate(s string, n int) string {
@@ -229,6 +219,10 @@ type Frame struct {
 	Principal string
 	Object    json.RawMessage
 	Original  json.RawMessage
+	// Position is Herald's: where the event sits in the event stream ("<epoch>:<seq>"), to
+	// resume from after a reconnect (?since= or the resume command). DRP's clients ignore
+	// keys they do not know; acknowledgements carry none.
+	Position string `json:",omitempty"`
 }
 
 // MarshalJSON writes null for an absent Object or Original.
@@ -247,12 +241,12 @@ func (f Frame) MarshalJSON() ([]byte, error) {
 // Encoder renders events as DRP frames.
 type Encoder struct{}
 
-// Encode implements hub.Encoder: payload is an event as ingest publishes it.
-func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
+// Encode implements hub.Encoder: the message is an event as ingest stores it.
+func (Encoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("drp: decode event: %w", err)
 	}
 	return json.Marshal(Frame{Time: ev.Time, Type: ev.Type, Action: ev.Action, Key: ev.Key,
-		Principal: ev.Principal, Object: ev.Object, Original: ev.Original})
+		Principal: ev.Principal, Object: ev.Object, Original: ev.Original, Position: m.Position})
 }

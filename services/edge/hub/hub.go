@@ -13,13 +13,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
@@ -33,18 +33,34 @@ var (
 
 // Sink is one client connection as the hub sees it.
 type Sink interface {
-	// Send queues a frame without blocking. The bytes are shared with every other client and
-	// must not be changed. False means the sink is closed (a full queue closes it as slow).
-	Send(frame []byte) bool
+	// Deliver queues a frame without blocking. The bytes are shared with every other client
+	// and must not be changed. Seq is the event's stream sequence (0 for what is not an event
+	// from the stream), so a sink can hold frames while the client catches up and drop those
+	// it already sent. False means the sink is closed (a full queue closes it as slow).
+	Deliver(frame []byte, seq uint64) bool
 	// Close ends the connection with a WebSocket close code and reason; idempotent.
 	Close(d wsconn.Disconnect)
 }
 
-// Encoder renders one NATS message (an event, a metrics sample, a log entry) as one frame of a
+// Message is one NATS message as an Encoder sees it.
+type Message struct {
+	// Subject is the event's subject (subject.ForEvent) for events, whether they came live
+	// through the stream's republished copy or from a replay; else the NATS subject.
+	Subject string
+	Data    []byte
+	// Seq is the event's sequence in the event stream; 0 for messages that are not stored
+	// events (metrics, logs).
+	Seq uint64
+	// Position is "<epoch>:<seq>" (eventstream.FormatPosition), what a client sends back to
+	// resume; "" when Seq is 0 or the stream's epoch is not known yet.
+	Position string
+}
+
+// Encoder renders one message (an event, a metrics sample, a log entry) as one frame of a
 // dialect. It must be comparable: the hub encodes each message once per distinct Encoder per
 // filter and hands the same bytes to every client.
 type Encoder interface {
-	Encode(subject string, payload []byte) ([]byte, error)
+	Encode(m *Message) ([]byte, error)
 }
 
 // ErrClosed is returned by Subscribe after the hub stopped.
@@ -57,6 +73,13 @@ type Config struct {
 	Inbound int
 	// SubscribeTimeout bounds the wait for NATS to confirm a new subscription (default 5s).
 	SubscribeTimeout time.Duration
+	// Epoch returns the event stream's epoch for positions ("" while unknown: frames then
+	// carry no position). Nil: no positions.
+	Epoch func() string
+	// StreamReset is called (on the dispatcher goroutine; it must not block) when a sequence
+	// lower than one already seen arrives: the stream was created anew and the epoch must be
+	// looked up again. Nil: nothing is called.
+	StreamReset func()
 }
 
 // Hub routes events from NATS to clients.
@@ -67,17 +90,25 @@ type Hub struct {
 	in  chan *nats.Msg
 
 	mu     sync.RWMutex
-	topics map[string]*topic    // by NATS filter subject; guarded by mu
-	closed bool                 // guarded by mu
-	conns  map[*Client]struct{} // every live client; guarded by mu
-	conned sync.WaitGroup       // one count per live client
+	topics map[string]*topic             // by the clients' filter subject; guarded by mu
+	bySub  map[*nats.Subscription]*topic // the same topics by their NATS subscription; guarded by mu
+	closed bool                          // guarded by mu
+	conns  map[*Client]struct{}          // every live client; guarded by mu
+	conned sync.WaitGroup                // one count per live client
 
 	delivered, undecodable atomic.Uint64
+	// lost counts deliveries that did not happen: a client closed because NATS dropped events
+	// meant for it or the edge's NATS connection was lost counts the events it missed when
+	// known, else one.
+	lost atomic.Uint64
+
+	lastSeq uint64 // the highest stream sequence dispatched; dispatcher only
 }
 
 // topic is one NATS subscription and the clients behind it.
 type topic struct {
-	subject string
+	subject string // the clients' filter: an event subject filter, or a core subject
+	stream  bool   // subscribed to the stream's republished copy of subject (events)
 	sub     *nats.Subscription
 	ready   chan struct{} // closed once NATS has confirmed the interest
 	err     error         // set before ready closes
@@ -120,7 +151,7 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) *Hub {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{nc: nc, cfg: cfg, log: log, in: make(chan *nats.Msg, cfg.Inbound),
-		topics: map[string]*topic{}, conns: map[*Client]struct{}{}}
+		topics: map[string]*topic{}, bySub: map[*nats.Subscription]*topic{}, conns: map[*Client]struct{}{}}
 }
 
 // Run dispatches events until ctx ends, then drops every NATS subscription. All subscriptions
@@ -128,13 +159,37 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) *Hub {
 // delivered them to the edge, whichever of its filters they came through.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.stop()
+	tick := time.NewTicker(dropCheckInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-h.in:
 			h.dispatch(m)
+		case <-tick.C:
+			h.checkDrops()
 		}
+	}
+}
+
+// dropCheckInterval is how often the dispatcher looks for drops on topics that have gone
+// quiet: a topic's drops are otherwise noticed only when its next message arrives.
+const dropCheckInterval = 250 * time.Millisecond
+
+// checkDrops closes the clients of every topic whose subscription dropped messages since the
+// last look. Dispatcher goroutine only.
+func (h *Hub) checkDrops() {
+	h.mu.RLock()
+	topics := make([]*topic, 0, len(h.topics))
+	for _, t := range h.topics {
+		topics = append(topics, t)
+	}
+	h.mu.RUnlock()
+	for _, t := range topics {
+		t.mu.RLock()
+		h.dropped(t)
+		t.mu.RUnlock()
 	}
 }
 
@@ -149,6 +204,7 @@ func (h *Hub) stop() {
 		delete(h.topics, s)
 		metrics.EdgeSubscriptions.Dec()
 	}
+	clear(h.bySub)
 }
 
 // NewClient returns a client with no registrations, or ErrClosed once the hub has stopped.
@@ -223,6 +279,30 @@ func (h *Hub) Drain(ctx context.Context, d wsconn.Disconnect, window time.Durati
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("hub shutdown: %d clients still open: %w", h.Clients(), ctx.Err())
+	}
+}
+
+// DisconnectInterrupted closes every client when the edge's NATS connection drops: whatever
+// was published meanwhile never reaches this edge, so its clients must resume elsewhere or
+// here once it is back.
+var DisconnectInterrupted = wsconn.DisconnectSlow.WithReason("edge lost its NATS connection; resume from your last position")
+
+// Interrupted closes every live client with DisconnectInterrupted. The edge calls it from its
+// NATS connection's disconnect handler, which nats.go runs before the connection is back, so no
+// event published after the gap reaches a client that missed the ones in it.
+func (h *Hub) Interrupted() {
+	h.mu.RLock()
+	sinks := make([]Sink, 0, len(h.conns))
+	for c := range h.conns {
+		sinks = append(sinks, c.sink)
+	}
+	h.mu.RUnlock()
+	if len(sinks) > 0 {
+		h.log.Warn("NATS connection lost; closing every client so they resume", "clients", len(sinks))
+	}
+	h.lost.Add(uint64(len(sinks)))
+	for _, s := range sinks {
+		s.Close(DisconnectInterrupted)
 	}
 }
 
@@ -338,14 +418,22 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 	t := h.topics[s]
 	if t == nil {
 		t = &topic{subject: s, ready: make(chan struct{}), index: map[*Client]int{}}
-		sub, err := h.nc.ChanSubscribe(s, h.in)
-		if err != nil {
-			return nil, fmt.Errorf("subscribe %s: %w", s, err)
+		// Events come from the stream's republished copy, which carries each one's sequence
+		// and arrives in the stream's order; anything else (metrics, logs) as published.
+		natsSubj := s
+		if rp, err := subject.ToRepublished(s); err == nil {
+			natsSubj, t.stream = rp, true
 		}
-		// Unbounded on the library side: h.in is the bound.
-		_ = sub.SetPendingLimits(-1, -1)
+		// h.in is the only bound: nats.go drops a message it cannot put there and counts it
+		// on the subscription, which dropped() and checkDrops() turn into closes. (Pending
+		// limits do not apply to channel subscriptions.)
+		sub, err := h.nc.ChanSubscribe(natsSubj, h.in)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe %s: %w", natsSubj, err)
+		}
 		t.sub = sub
 		h.topics[s] = t
+		h.bySub[sub] = t
 		metrics.EdgeSubscriptions.Inc()
 		go h.confirm(t)
 	}
@@ -386,6 +474,7 @@ func (h *Hub) leave(c *Client, s string) {
 	if empty {
 		_ = t.sub.Unsubscribe()
 		delete(h.topics, s)
+		delete(h.bySub, t.sub)
 		metrics.EdgeSubscriptions.Dec()
 	}
 }
@@ -400,6 +489,15 @@ func (h *Hub) Subscriptions() int {
 // Delivered is the number of frames handed to sinks so far.
 func (h *Hub) Delivered() uint64 { return h.delivered.Load() }
 
+// Lost is the number of deliveries that did not happen and ended their client's connection:
+// events NATS dropped on the way to the edge, times the clients that wanted them, and one per
+// client closed because the edge lost its NATS connection.
+func (h *Hub) Lost() uint64 { return h.lost.Load() }
+
+// Undecodable is the number of messages that some encoder could not render, so some clients
+// did not get them (each is also logged).
+func (h *Hub) Undecodable() uint64 { return h.undecodable.Load() }
+
 // frameCache holds one message's frame per encoder; almost always one or two entries. An
 // encoder that failed is remembered too, so it is not retried for each of its clients.
 type frameCache struct {
@@ -409,11 +507,11 @@ type frameCache struct {
 	failed []error
 }
 
-func (fc *frameCache) frame(enc Encoder, m *nats.Msg) ([]byte, error) {
+func (fc *frameCache) frame(enc Encoder, m *Message) ([]byte, error) {
 	if i := slices.Index(fc.encs, enc); i >= 0 {
 		return fc.frames[i], fc.errs[i]
 	}
-	b, err := enc.Encode(m.Subject, m.Data)
+	b, err := enc.Encode(m)
 	fc.encs, fc.frames, fc.errs = append(fc.encs, enc), append(fc.frames, b), append(fc.errs, err)
 	if err != nil {
 		fc.failed = append(fc.failed, err)
@@ -422,13 +520,19 @@ func (fc *frameCache) frame(enc Encoder, m *nats.Msg) ([]byte, error) {
 	return b, nil
 }
 
-func (h *Hub) dispatch(m *nats.Msg) {
+func (h *Hub) dispatch(nm *nats.Msg) {
 	h.mu.RLock()
-	t := h.topics[m.Sub.Subject]
+	t := h.bySub[nm.Sub]
 	h.mu.RUnlock()
 	metrics.EdgeNATSMessages.Inc()
-	if t == nil || t.sub != m.Sub {
+	if t == nil {
 		return // unsubscribed while the message was queued (and maybe subscribed anew)
+	}
+	m := Message{Subject: nm.Subject, Data: nm.Data}
+	if t.stream {
+		if !h.streamMessage(nm, &m) {
+			return
+		}
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -442,11 +546,11 @@ func (h *Hub) dispatch(m *nats.Msg) {
 		if !c.firstMatch(t.subject, m.Subject) {
 			continue
 		}
-		frame, err := fc.frame(mb.enc, m)
+		frame, err := fc.frame(mb.enc, &m)
 		if err != nil {
 			continue // logged once per encoder by frame; other encoders' members still get it
 		}
-		if c.sink.Send(frame) {
+		if c.sink.Deliver(frame, m.Seq) {
 			n++
 		}
 	}
@@ -459,6 +563,31 @@ func (h *Hub) dispatch(m *nats.Msg) {
 	metrics.EdgeDeliveries.Add(float64(n))
 }
 
+// streamMessage fills in an event's subject, sequence and position from the stream's
+// republished copy; false means the message is not one (it is logged and skipped).
+func (h *Hub) streamMessage(nm *nats.Msg, m *Message) bool {
+	subj, err := subject.FromRepublished(nm.Subject)
+	if err == nil {
+		m.Subject = subj
+		m.Seq, err = eventstream.Sequence(nm.Header)
+	}
+	if err != nil {
+		h.undecodable.Add(1)
+		h.log.Warn("not an event republished by the stream; skipped", "subject", nm.Subject, "err", err)
+		return false
+	}
+	if m.Seq < h.lastSeq && h.cfg.StreamReset != nil {
+		h.cfg.StreamReset() // sequences start again: the stream is a new one
+	}
+	h.lastSeq = max(h.lastSeq, m.Seq)
+	if h.cfg.Epoch != nil {
+		if epoch := h.cfg.Epoch(); epoch != "" {
+			m.Position = eventstream.FormatPosition(epoch, m.Seq)
+		}
+	}
+	return true
+}
+
 // dropped closes a topic's clients when NATS dropped messages on its way to the edge (the
 // inbound channel was full): they have missed events and are told, not silently starved.
 // Only the dispatcher goroutine touches t.seenDropped.
@@ -467,7 +596,8 @@ func (h *Hub) dropped(t *topic) bool {
 	if err != nil || d <= t.seenDropped {
 		return false
 	}
-	reason := fmt.Sprintf("edge overloaded: %d events dropped", d-t.seenDropped)
+	reason := fmt.Sprintf("edge overloaded: %d events dropped; resume from your last position", d-t.seenDropped)
+	h.lost.Add(uint64(d-t.seenDropped) * uint64(len(t.members)))
 	droppedByNATS.Add(float64(d - t.seenDropped))
 	t.seenDropped = d
 	h.log.Warn("NATS dropped events for a filter; closing its clients", "subject", t.subject, "dropped", d)
@@ -518,7 +648,7 @@ func newSubList(subjects []string) *subList {
 		l.list[i].subject = s
 		l.index[s] = i
 		for _, earlier := range subjects[:i] {
-			if overlap(earlier, s) {
+			if subject.Overlap(earlier, s) {
 				l.list[i].overlapsEarlier = true
 				break
 			}
@@ -533,19 +663,4 @@ func (l *subList) subjects() []string {
 		out[i] = e.subject
 	}
 	return out
-}
-
-// overlap reports whether two filter subjects (tokens or "*", no ">") can match one subject.
-func overlap(a, b string) bool {
-	for {
-		at, arest, amore := strings.Cut(a, ".")
-		bt, brest, bmore := strings.Cut(b, ".")
-		if at != bt && at != "*" && bt != "*" {
-			return false
-		}
-		if !amore || !bmore {
-			return amore == bmore
-		}
-		a, b = arest, brest
-	}
 }

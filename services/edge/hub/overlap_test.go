@@ -2,27 +2,6 @@ package hub
 
 import "testing"
 
-func TestOverlap(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		a, b string
-		want bool
-	}{
-		{"herald.evt.*.machines.*.*", "herald.evt.*.*.create.*", true},
-		{"herald.evt.*.machines.*.*", "herald.evt.*.profiles.*.*", false},
-		{"herald.evt.*.a.b.c", "herald.evt.*.a.b.c", true},
-		{"herald.evt.*.a.b", "herald.evt.*.a.b.c", false},
-		{"herald.metrics.x", "herald.metrics.y", false},
-	} {
-		if got := overlap(tc.a, tc.b); got != tc.want {
-			t.Errorf("overlap(%q, %q) = %v", tc.a, tc.b, got)
-		}
-		if got := overlap(tc.b, tc.a); got != tc.want {
-			t.Errorf("overlap(%q, %q) = %v (reversed)", tc.b, tc.a, got)
-		}
-	}
-}
-
 func TestFirstMatchChecksOnlyOverlappingFilters(t *testing.T) {
 	t.Parallel()
 	c := &Client{}

@@ -1,21 +1,21 @@
-// Package monitor serves the browser side of the server-monitoring API (seed 004,
-// protocols.md §4): /api/v1/ws/metrics/{server_id} and /api/v1/ws/logs/{server_id}.
+// Package monitor serves the browser side of the server-monitoring API (the agent/metrics API of
+// the ChatOps product; see the README): /api/v1/ws/metrics/{server_id} and /api/v1/ws/logs/{server_id}.
 //
 // The token comes in the first message, {"type":"auth","token":<jwt>}, within a deadline. A bad
 // token, or one without permission for that server (metrics.read.<id> or logs.read.<id>),
 // gets {"type":"error","message":...} and a close 1008 with the same reason. On success the
 // socket gets {"type":"auth_success",...}, then, on the metrics socket, the latest sample at once
 // (so a new viewer does not wait for the next one) and every sample and alert as they come; the
-// logs socket carries log entries only (unlike the product behind the seed, whose logs sockets
+// logs socket carries log entries only (unlike the ChatOps product, whose logs sockets
 // received metrics too). {"type":"ping"} is answered with {"type":"pong"}. The socket closes
 // with 1008 "token expired" when the token does.
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -23,10 +23,10 @@ import (
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 // Paths the handlers serve, for http.ServeMux patterns.
@@ -49,16 +49,12 @@ const (
 	Logs
 )
 
-// Handler serves one kind of socket.
+// Handler serves one kind of socket on the edge's socket runtime; the credentials deadline is
+// the Runtime's AuthTimeout.
 type Handler struct {
-	Kind        Kind
-	Hub         *hub.Hub
-	Auth        *access.Authenticator
-	Upgrader    *wsconn.Upgrader
-	Latest      Latest        // nil: no sample on connect
-	AuthTimeout time.Duration // wait for the auth message (0: 10s)
-	Log         *slog.Logger
-	Tracker     *registry.Tracker // records authenticated sockets fleet-wide; nil: not recorded
+	Kind    Kind
+	Runtime *socket.Runtime
+	Latest  Latest // nil: no sample on connect
 }
 
 // Frame encoders: the NATS payload is already the JSON object a browser gets as "data".
@@ -72,11 +68,11 @@ var (
 type envelope struct{ typ string }
 
 // Encode implements hub.Encoder.
-func (e envelope) Encode(_ string, payload []byte) ([]byte, error) {
-	if !json.Valid(payload) {
+func (e envelope) Encode(m *hub.Message) ([]byte, error) {
+	if !json.Valid(m.Data) {
 		return nil, fmt.Errorf("monitor: %s payload is not JSON", e.typ)
 	}
-	return e.wrap(payload), nil
+	return e.wrap(m.Data), nil
 }
 
 func (e envelope) wrap(payload []byte) []byte {
@@ -88,147 +84,189 @@ func (e envelope) wrap(payload []byte) []byte {
 	return append(b, '}')
 }
 
-// ServeHTTP upgrades at once (the credentials come in the first message) and hands the socket to
-// its own goroutine.
+// ServeHTTP runs one viewer socket.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	serverID := r.PathValue("server_id")
-	// No Origin check: the token comes in a message, never from a cookie, so a foreign page
-	// gains nothing from a browser's ambient credentials.
-	conn, err := h.Upgrader.Upgrade(w, r, h.Log)
-	if err != nil {
-		h.Log.Debug("monitor: upgrade failed", "err", err)
-		return
-	}
-	s := &socket{h: h, conn: conn, serverID: serverID, remote: r.RemoteAddr, authed: make(chan struct{}), untrack: func() {}}
-	go s.run()
+	h.Runtime.Serve(w, r, permissionAction[h.Kind], h)
 }
 
-type socket struct {
+// Accept upgrades every request: the credentials come in the first message. No Origin check:
+// the token comes in a message, never from a cookie, so a foreign page gains nothing from a
+// browser's ambient credentials.
+func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, error) {
+	return &viewer{h: h, serverID: r.PathValue("server_id")}, nil, nil
+}
+
+// Refuse is never called: Accept refuses nothing.
+func (h *Handler) Refuse(w http.ResponseWriter, _ error) {
+	http.Error(w, "refused", http.StatusBadRequest)
+}
+
+// reasonAuthRequired is the ChatOps product's text for a socket that did not authenticate first.
+const reasonAuthRequired = "Authentication required: send {'type': 'auth', 'token': '...'} as first message"
+
+// viewer is one socket.
+type viewer struct {
 	h        *Handler
-	conn     *wsconn.Conn
 	serverID string
-	remote   string
-
-	once       sync.Once
-	deadline   *time.Timer   // refuses a socket that has not authenticated in time
-	authed     chan struct{} // closed after a successful auth message
-	client     *hub.Client   // set before authed closes
-	stopExpiry func()        // set before authed closes
-	untrack    func()        // set before authed closes
+	authed   bool
 }
 
-func (s *socket) run() {
-	timeout := s.h.AuthTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
+// Open sends nothing: the client speaks first.
+func (*viewer) Open(*socket.Socket) error { return nil }
+
+// Goodbye turns the runtime's own closes into the ChatOps product's: an error frame, then 1008 with the
+// same reason.
+func (v *viewer) Goodbye(s *socket.Socket, d wsconn.Disconnect) wsconn.Disconnect {
+	switch d.Code {
+	case socket.DisconnectAuthTimeout.Code:
+		return refuse(s, reasonAuthRequired)
+	case wsconn.DisconnectTokenExpired.Code:
+		return refuse(s, "Token expired")
 	}
-	s.deadline = time.AfterFunc(timeout, func() {
-		s.refuse("Authentication required: send {'type': 'auth', 'token': '...'} as first message")
-	})
-	err := s.conn.ReadLoop(s.handle)
-	s.deadline.Stop()
-	select {
-	case <-s.authed:
-		s.stopExpiry()
-		s.h.Hub.Remove(s.client)
-		s.untrack()
-	default:
-	}
-	s.h.Log.Debug("monitor: connection ended", "server_id", s.serverID, "err", err)
+	return d
 }
 
-// refuse sends the seed's error frame and closes 1008 with the same reason.
-func (s *socket) refuse(reason string) {
-	s.send(map[string]string{"type": "error", "message": reason})
-	s.conn.Close(wsconn.DisconnectPolicy.WithReason(reason))
+// refuse sends the ChatOps error frame and returns the 1008 close with the same reason.
+func refuse(s *socket.Socket, reason string) wsconn.Disconnect {
+	send(s, map[string]string{"type": "error", "message": reason})
+	return wsconn.DisconnectPolicy.WithReason(reason)
 }
 
-func (s *socket) send(v any) {
+func send(s *socket.Socket, v any) {
 	b, err := json.Marshal(v)
 	if err == nil {
-		s.conn.Send(b)
+		s.Send(b)
 	}
 }
 
 var permissionAction = map[Kind]string{Metrics: "metrics", Logs: "logs"}
 
-func (s *socket) handle(msg []byte) {
+// Frame handles auth, ping and anything else, as the ChatOps product does.
+func (v *viewer) Frame(s *socket.Socket, msg []byte) error {
 	var m struct {
 		Type  string `json:"type"`
 		Token string `json:"token"`
 	}
 	if err := json.Unmarshal(msg, &m); err != nil || m.Type == "" {
-		select {
-		case <-s.authed:
-			s.send(map[string]string{"type": "error", "message": "Invalid message format"})
-		default:
-			s.refuse("Authentication required: send {'type': 'auth', 'token': '...'} as first message")
+		if !v.authed {
+			return refuse(s, reasonAuthRequired)
 		}
-		return
+		send(s, map[string]string{"type": "error", "message": "Invalid message format"})
+		return nil
 	}
 	switch {
 	case m.Type == "ping":
-		s.send(map[string]string{"type": "pong"})
+		send(s, map[string]string{"type": "pong"})
 	case m.Type == "auth":
-		s.once.Do(func() { s.authenticate(m.Token) })
-	default:
-		select {
-		case <-s.authed:
-			s.send(map[string]string{"type": "error", "message": fmt.Sprintf("Unknown message type %q", m.Type)})
-		default:
-			s.refuse("Authentication required: send {'type': 'auth', 'token': '...'} as first message")
+		if !v.authed {
+			return v.authenticate(s, m.Token)
 		}
+	case !v.authed:
+		return refuse(s, reasonAuthRequired)
+	default:
+		send(s, map[string]string{"type": "error", "message": fmt.Sprintf("Unknown message type %q", m.Type)})
 	}
+	return nil
 }
 
-func (s *socket) authenticate(raw string) {
-	if !s.deadline.Stop() {
-		return // refused for taking too long
-	}
+func (v *viewer) authenticate(s *socket.Socket, raw string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := s.h.Auth.Token(ctx, raw)
+	sess, err := v.h.Runtime.Auth.Token(ctx, raw)
 	if err != nil {
-		s.refuse("Invalid token: " + strings.TrimPrefix(err.Error(), access.ErrDenied.Error()+": "))
-		return
+		return refuse(s, "Invalid token: "+strings.TrimPrefix(err.Error(), access.ErrDenied.Error()+": "))
 	}
-	want := event.Event{Type: permissionAction[s.h.Kind], Action: "read", Key: s.serverID, Scope: event.ScopeGlobal}
-	if s.serverID == "" || !sess.Permitted(&want) {
-		s.refuse("Server not found or access denied")
-		return
+	want := event.Event{Type: permissionAction[v.h.Kind], Action: "read", Key: v.serverID, Scope: event.ScopeGlobal}
+	if v.serverID == "" || !sess.Permitted(&want) {
+		return refuse(s, "Server not found or access denied")
 	}
-	client, err := s.h.Hub.NewClient(s.conn, nil)
+	if !s.Authenticate(sess, v.serverID) {
+		return nil // refused for taking too long
+	}
+	v.authed = true
+	gate := &gate{Sink: s}
+	client, err := s.ClientFor(gate, nil)
 	if err != nil {
-		s.conn.Close(wsconn.DisconnectShutdown)
-		return
+		return err
 	}
-	// auth_success goes first: once subscribed, live frames may be queued at any moment.
-	s.send(map[string]string{"type": "auth_success", "server_id": s.serverID, "message": "Authenticated successfully"})
 	streams := map[Kind][]stream{
-		Metrics: {{subject.Metrics(s.serverID), metricsFrame}, {subject.Alerts(s.serverID), alertFrame}},
-		Logs:    {{subject.Logs(s.serverID), logFrame}},
-	}[s.h.Kind]
+		Metrics: {{subject.Metrics(v.serverID), metricsFrame}, {subject.Alerts(v.serverID), alertFrame}},
+		Logs:    {{subject.Logs(v.serverID), logFrame}},
+	}[v.h.Kind]
 	for _, st := range streams {
-		if err := s.h.Hub.SubscribeWith(ctx, client, st.enc, []string{st.subject}); err != nil {
-			s.h.Hub.Remove(client)
-			s.h.Log.Warn("monitor: subscribe failed", "server_id", s.serverID, "err", err)
-			s.conn.Close(wsconn.DisconnectInternal.WithReason("cannot subscribe now, try again"))
-			return
+		if err := s.Subscribe(client, st.enc, []string{st.subject}); err != nil {
+			return err
 		}
 	}
-	s.client = client
-	s.stopExpiry = sess.Watch(time.Now(), func(wsconn.Disconnect) { s.refuse("Token expired") })
-	if s.h.Tracker != nil {
-		_, s.untrack = s.h.Tracker.Track(registry.Conn{RemoteAddr: s.remote, Principal: sess.Principal(),
-			Websocket: true, Endpoint: permissionAction[s.h.Kind], ServerID: s.serverID},
-			func(reason string) { s.conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
-	}
-	close(s.authed)
-	if s.h.Kind == Metrics && s.h.Latest != nil {
-		if sample, ok, err := s.h.Latest.LatestMetrics(ctx, s.serverID); err == nil && ok {
-			s.conn.Send(metricsFrame.wrap(sample))
+	// Subscribed: auth_success tells the client so, and goes before any live frame (the gate
+	// holds them). The latest sample is read after subscribing, so none falls between the two.
+	send(s, map[string]string{"type": "auth_success", "server_id": v.serverID, "message": "Authenticated successfully"})
+	var latest []byte
+	if v.h.Kind == Metrics && v.h.Latest != nil {
+		if sample, ok, err := v.h.Latest.LatestMetrics(ctx, v.serverID); err == nil && ok {
+			latest = metricsFrame.wrap(sample)
 		}
 	}
+	gate.open(latest)
+	return nil
+}
+
+// gate is a viewer's sink. Until open it holds live frames (at most maxHeld), so the
+// auth_success frame and the latest sample go first. Ingest stores a sample as the latest
+// before it publishes it, so a viewer may get that sample both ways: the first live sample is
+// dropped when it is the latest already sent (samples are the same bytes both ways).
+type gate struct {
+	hub.Sink
+	mu     sync.Mutex
+	opened bool     // guarded by mu
+	held   [][]byte // frames that came before open; guarded by mu
+	latest []byte   // the latest sample sent, until the first live one; guarded by mu
+}
+
+// maxHeld bounds the frames held while a viewer is being set up.
+const maxHeld = 256
+
+var metricsPrefix = metricsFrame.wrap(nil)[:len(`{"type":"metrics",`)]
+
+// Deliver implements hub.Sink.
+func (g *gate) Deliver(frame []byte, seq uint64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		if len(g.held) >= maxHeld {
+			g.Sink.Close(wsconn.DisconnectSlow)
+			return false
+		}
+		g.held = append(g.held, frame)
+		return true
+	}
+	return g.pass(frame)
+}
+
+// pass sends a live frame, dropping the live copy of the latest sample; mu must be held.
+func (g *gate) pass(frame []byte) bool {
+	if g.latest != nil && bytes.HasPrefix(frame, metricsPrefix) {
+		dup := bytes.Equal(frame, g.latest)
+		g.latest = nil
+		if dup {
+			return true
+		}
+	}
+	return g.Sink.Deliver(frame, 0)
+}
+
+// open sends latest (nil: none), then the held frames, and lets live frames through.
+func (g *gate) open(latest []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if latest != nil {
+		g.Sink.Deliver(latest, 0)
+		g.latest = latest
+	}
+	for _, f := range g.held {
+		g.pass(f)
+	}
+	g.held, g.opened = nil, true
 }
 
 type stream struct {

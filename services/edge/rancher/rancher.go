@@ -1,4 +1,4 @@
-// Package rancher speaks Rancher 2's norman v3 subscribe socket (seed 000, protocols.md §1a):
+// Package rancher speaks Rancher 2's norman v3 subscribe socket :
 // GET /v3/subscribe, /v3/clusters/{id}/subscribe and /v3/projects/{id}/subscribe push
 // {"name":"resource.change","data":<object>} and {"name":"resource.remove","data":<object>}
 // frames, where the object carries its own "type" and "id", and {"name":"ping","data":{}}
@@ -23,17 +23,15 @@
 // edge's own host); anything else is 403 before the upgrade. No credentials is 401 with a norman
 // error body.
 //
-// Where norman drops the TCP connection without a close frame (the 1006 of seed 000), Herald
+// Where norman drops the TCP connection without a close frame (the 1006 Rancher's users report), Herald
 // always closes with a code and a reason: 1001 on shutdown, 4000 for a slow consumer, 4001 when
 // the token expires.
 package rancher
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -42,10 +40,9 @@ import (
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
-	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 // The three norman subscribe endpoints, as http.ServeMux patterns (method excluded).
@@ -76,115 +73,142 @@ func Scope(level, id string) string {
 	return level + ":" + id
 }
 
-// Handler serves the three subscribe endpoints; mount it on all of them.
+// Handler serves the three subscribe endpoints on the edge's socket runtime; mount it on all
+// of them.
 type Handler struct {
-	Hub      *hub.Hub
-	Auth     *access.Authenticator
-	Upgrader *wsconn.Upgrader
-	Log      *slog.Logger
+	Runtime *socket.Runtime
 	// AllowedOrigins are the Origins (scheme://host[:port]) from which a browser may open a
 	// cookie-authenticated socket, besides the edge's own host. "*" allows any (not advised).
 	AllowedOrigins []string
-	PingInterval   time.Duration     // 0: DefaultPingInterval
-	Now            func() time.Time  // nil: time.Now
-	Tracker        *registry.Tracker // records the connection fleet-wide; nil: not recorded
-}
-
-func (h *Handler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
+	PingInterval   time.Duration // 0: DefaultPingInterval
 }
 
 // pingFrame is norman's keep-alive.
 var pingFrame = []byte(`{"name":"ping","data":{}}`)
 
-// ServeHTTP authenticates, checks the Origin of cookie-authenticated requests, upgrades and
-// subscribes the socket to its scope.
+// ServeHTTP runs one subscribe socket.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.Runtime.Serve(w, r, Endpoint, h)
+}
+
+// refusal is an HTTP answer in norman's error shape.
+type refusal struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *refusal) Error() string { return e.msg }
+
+// Accept authenticates, checks the Origin of cookie-authenticated requests and works out the
+// socket's subjects: its scope and resourceTypes within the token's permissions.
+func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, error) {
 	scope, ok := scopeOf(r)
 	if !ok {
-		writeError(w, http.StatusNotFound, "NotFound", "unknown subscribe path")
-		return
+		return nil, nil, &refusal{http.StatusNotFound, "NotFound", "unknown subscribe path"}
 	}
 	sess, byCookie, err := h.authenticate(r)
 	switch {
 	case errors.Is(err, access.ErrUnavailable):
-		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "authentication is unavailable, try again")
-		return
+		return nil, nil, &refusal{http.StatusServiceUnavailable, "ServiceUnavailable", "authentication is unavailable, try again"}
 	case err != nil:
-		writeError(w, http.StatusUnauthorized, "Unauthorized", err.Error())
-		return
+		return nil, nil, &refusal{http.StatusUnauthorized, "Unauthorized", err.Error()}
 	}
 	if byCookie && !h.originAllowed(r) {
-		writeError(w, http.StatusForbidden, "Forbidden",
-			fmt.Sprintf("origin %q may not use the %s cookie; send an Authorization header or ask the operator to allow the origin", r.Header.Get("Origin"), CookieName))
-		return
+		return nil, nil, &refusal{http.StatusForbidden, "Forbidden",
+			fmt.Sprintf("origin %q may not use the %s cookie; send an Authorization header or ask the operator to allow the origin", r.Header.Get("Origin"), CookieName)}
 	}
 	types := resourceTypes(r.URL.Query())
 	if len(types) > MaxResourceTypes {
-		writeError(w, http.StatusBadRequest, "InvalidOption", fmt.Sprintf("at most %d resourceTypes", MaxResourceTypes))
-		return
+		return nil, nil, &refusal{http.StatusBadRequest, "InvalidOption", fmt.Sprintf("at most %d resourceTypes", MaxResourceTypes)}
 	}
 	subjects, err := subjectsFor(scope, types, sess.Filters)
 	if err != nil {
-		writeError(w, http.StatusForbidden, "PermissionDenied", err.Error())
-		return
+		return nil, nil, &refusal{http.StatusForbidden, "PermissionDenied", err.Error()}
 	}
-	conn, err := h.Upgrader.Upgrade(w, r, h.Log)
-	if err != nil {
-		h.Log.Debug("rancher: upgrade failed", "err", err)
-		return
-	}
-	client, err := h.Hub.NewClient(conn, Encoder{})
-	if err != nil {
-		conn.Close(wsconn.DisconnectShutdown)
-		go func() { _ = conn.ReadLoop(func([]byte) {}) }()
-		return
-	}
-	untrack := func() {}
-	if h.Tracker != nil {
-		_, untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Websocket: true, Endpoint: Endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
-	}
-	go h.serve(conn, client, sess, scope, subjects, untrack)
-}
-
-// serve runs one socket until it ends.
-func (h *Handler) serve(conn *wsconn.Conn, client *hub.Client, sess access.Session, scope string, subjects []string, untrack func()) {
-	defer untrack()
-	defer h.Hub.Remove(client)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	err := h.Hub.Subscribe(ctx, client, subjects)
-	cancel()
-	if err != nil {
-		h.Log.Warn("rancher: subscribe failed", "scope", scope, "err", err)
-		conn.Close(wsconn.DisconnectInternal.WithReason("cannot subscribe now, try again"))
-		_ = conn.ReadLoop(func([]byte) {})
-		return
-	}
-	defer sess.Watch(h.now(), conn.Close)()
 	interval := h.PingInterval
 	if interval <= 0 {
 		interval = DefaultPingInterval
 	}
-	go keepAlive(conn, interval)
-	// Norman reads only to notice the close; messages are discarded.
-	err = conn.ReadLoop(func([]byte) {})
-	h.Log.Debug("rancher: connection ended", "principal", sess.Principal(), "scope", scope, "err", err)
+	q := r.URL.Query()
+	since := q.Get("since")
+	if since == "" {
+		since = q.Get("resourceVersion") // what Kubernetes watch clients send
+	}
+	return &subscription{subjects: subjects, interval: interval, since: since}, &sess, nil
 }
 
+// Refuse writes norman's error body.
+func (h *Handler) Refuse(w http.ResponseWriter, err error) {
+	var e *refusal
+	if !errors.As(err, &e) {
+		e = &refusal{http.StatusInternalServerError, "ServerError", "internal error"}
+	}
+	writeError(w, e.status, e.code, e.msg)
+}
+
+// subscription is one socket: subscribed to its subjects at open, pinged, and deaf.
+type subscription struct {
+	subjects []string
+	interval time.Duration
+	since    string // the position to resume from; "" none
+}
+
+// Open subscribes the socket and starts norman's pings. With ?since=<position> (or
+// resourceVersion=, as Kubernetes watches send it) the socket first replays the stored events
+// after it, then says how that went (resumeFrame) and goes live.
+func (c *subscription) Open(s *socket.Socket) error {
+	client, err := s.Client(Encoder{})
+	if err != nil {
+		return err
+	}
+	if c.since != "" {
+		s.Hold()
+	}
+	if err := s.Subscribe(client, nil, c.subjects); err != nil {
+		return err
+	}
+	go keepAlive(s, c.interval)
+	if c.since != "" {
+		if err := s.Resume(Encoder{}, c.subjects, c.since, func(r socket.Resumed) { s.Send(resumeFrame(r)) }); err != nil {
+			s.Send(errorFrame(http.StatusBadRequest, "InvalidOption", err.Error()))
+			s.Release()
+		}
+	}
+	return nil
+}
+
+// resumeFrame tells a resuming client how it went: caught up, or, like a Kubernetes watch's
+// 410 Gone, "too old" (list afresh; live events follow).
+func resumeFrame(r socket.Resumed) []byte {
+	if r.TooOld {
+		return errorFrame(http.StatusGone, "Gone", "too old: position "+r.From+" is before the oldest stored event or from another stream; list afresh")
+	}
+	b, _ := json.Marshal(map[string]any{"name": "resource.resumed", "data": map[string]any{
+		"from": r.From, "position": r.To, "replayed": r.Replayed}})
+	return b
+}
+
+// errorFrame is a resource.error frame with norman's error body as data.
+func errorFrame(status int, code, msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"name": "resource.error", "data": apiError{
+		Type: "error", BaseType: "error", Status: status, Code: code, Message: msg}})
+	return b
+}
+
+// Frame discards what the client sends: norman reads only to notice the close.
+func (*subscription) Frame(*socket.Socket, []byte) error { return nil }
+
 // keepAlive sends norman's ping frame every interval until the connection ends.
-func keepAlive(conn *wsconn.Conn, interval time.Duration) {
+func keepAlive(s *socket.Socket, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-conn.Done():
+		case <-s.Done():
 			return
 		case <-t.C:
-			if !conn.Send(pingFrame) {
+			if !s.Send(pingFrame) {
 				return
 			}
 		}
@@ -239,11 +263,11 @@ func subjectsFor(scope string, types []string, perms []event.Filter) ([]string, 
 func (h *Handler) authenticate(r *http.Request) (sess access.Session, byCookie bool, err error) {
 	ctx := r.Context()
 	if hdr := strings.TrimSpace(r.Header.Get("Authorization")); hdr != "" {
-		sess, err = h.Auth.Header(ctx, hdr)
+		sess, err = h.Runtime.Auth.Header(ctx, hdr)
 		return sess, false, err
 	}
 	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
-		sess, err = h.Auth.Token(ctx, c.Value)
+		sess, err = h.Runtime.Auth.Token(ctx, c.Value)
 		return sess, true, err
 	}
 	return sess, false, fmt.Errorf("%w: must authenticate: send Authorization: Bearer <token> or Basic, or the %s cookie", access.ErrDenied, CookieName)
@@ -294,9 +318,9 @@ type Encoder struct{}
 // Encode implements hub.Encoder: payload is an event as ingest publishes it. Action "remove",
 // "delete" or "removed" is resource.remove; anything else resource.change (norman has no
 // resource.create).
-func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
+func (Encoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("rancher: decode event: %w", err)
 	}
 	data, err := Object(&ev)
@@ -313,6 +337,13 @@ func (Encoder) Encode(_ string, payload []byte) ([]byte, error) {
 	b = append(b, name...)
 	b = append(b, `","data":`...)
 	b = append(b, data...)
+	if m.Position != "" {
+		// Herald's: the event's position in the stream, for ?since= after a reconnect.
+		// Norman's clients read name and data only.
+		b = append(b, `,"position":"`...)
+		b = append(b, m.Position...)
+		b = append(b, '"')
+	}
 	return append(b, '}'), nil
 }
 

@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/authwire"
@@ -27,6 +30,7 @@ import (
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/rancher"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 const allowedOrigin = "https://rancher.example.com"
@@ -54,13 +58,18 @@ func newRig(t *testing.T) *rig {
 	}
 	issuer := token.NewIssuer(priv, time.Hour)
 	edgeNC := natstest.Connect(t, ns)
-	h := hub.New(edgeNC, hub.Config{}, nil)
+	epoch := natstest.EventStream(t, edgeNC)
+	h := hub.New(edgeNC, hub.Config{Epoch: func() string { return epoch }}, nil)
+	js, err := jetstream.New(edgeNC)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
 	handler := &rancher.Handler{
-		Hub: h, Auth: access.New(token.NewVerifier(issuer.PublicKey()), edgeNC),
-		Upgrader: wsconn.NewUpgrader(wsconn.Config{}, nil), Log: testLog(t),
+		Runtime: &socket.Runtime{Hub: h, Auth: access.New(token.NewVerifier(issuer.PublicKey()), edgeNC),
+			Upgrader: wsconn.NewUpgrader(wsconn.Config{}, nil), Log: testLog(t), JS: js},
 		AllowedOrigins: []string{allowedOrigin}, PingInterval: 50 * time.Millisecond,
 	}
 	mux := http.NewServeMux()
@@ -133,6 +142,15 @@ func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bear
 // dial opens a socket, fails the test on refusal, and returns once the socket is subscribed.
 func (r *rig) dial(path string, hdr http.Header) *client {
 	r.t.Helper()
+	c := r.dialRaw(path, hdr)
+	c.subscribed()
+	return c
+}
+
+// dialRaw opens a socket without waiting for its subscription (a resuming socket sends the
+// replay first).
+func (r *rig) dialRaw(path string, hdr http.Header) *client {
+	r.t.Helper()
 	ws, resp, err := websocket.DefaultDialer.Dial(r.url(path), hdr)
 	if err != nil {
 		status := 0
@@ -142,9 +160,7 @@ func (r *rig) dial(path string, hdr http.Header) *client {
 		r.t.Fatalf("dial %s: %v (HTTP %d)", path, err, status)
 	}
 	r.t.Cleanup(func() { ws.Close() })
-	c := &client{t: r.t, ws: ws}
-	c.subscribed()
-	return c
+	return &client{t: r.t, ws: ws}
 }
 
 // refused dials expecting a refusal and returns the status and norman error body.
@@ -419,5 +435,44 @@ func TestShutdownClosesWithCode(t *testing.T) {
 	go func() { _ = r.hub.Shutdown(ctx, wsconn.DisconnectShutdown) }()
 	if code, reason := c.closeCode(5 * time.Second); code != 1001 || reason == "" {
 		t.Fatalf("closed %d %q, want 1001 with a reason", code, reason)
+	}
+}
+
+// TestResumeFromPosition: frames carry the event's position; a socket opened with ?since= gets
+// the stored events after it, then resource.resumed, then live ones; an unknown epoch is
+// resource.error 410, as a Kubernetes watch says "too old".
+func TestResumeFromPosition(t *testing.T) {
+	r := newRig(t)
+	tok := r.token("*.*.*")
+	a := r.dial(rancher.GlobalPath, bearer(tok))
+	a.subscribed()
+	var positions []string
+	for i := range 3 {
+		r.publish(event.ScopeGlobal, "cluster", "update", fmt.Sprint("c-", i), nil)
+		var f struct {
+			Name     string `json:"name"`
+			Position string `json:"position"`
+		}
+		if err := json.Unmarshal([]byte(a.next().raw), &f); err != nil || f.Position == "" {
+			t.Fatalf("frame %d: %+v (%v), want a position", i, f, err)
+		}
+		positions = append(positions, f.Position)
+	}
+	b := r.dialRaw(rancher.GlobalPath+"?since="+url.QueryEscape(positions[0]), bearer(tok))
+	for _, want := range []string{"c-1", "c-2"} {
+		if f := b.next(); f.Name != "resource.change" || f.Data["id"] != want {
+			t.Fatalf("replay: got %s, want %s", f.raw, want)
+		}
+	}
+	if f := b.next(); f.Name != "resource.resumed" || f.Data["replayed"] != float64(2) || f.Data["position"] != positions[2] {
+		t.Fatalf("got %s, want resource.resumed with 2 replayed up to %s", f.raw, positions[2])
+	}
+	r.publish(event.ScopeGlobal, "cluster", "update", "c-3", nil)
+	if f := b.next(); f.Data["id"] != "c-3" {
+		t.Fatalf("live after resume: got %s", f.raw)
+	}
+	old := r.dialRaw(rancher.GlobalPath+"?resourceVersion=zzzz:1", bearer(tok))
+	if f := old.next(); f.Name != "resource.error" || f.Data["status"] != float64(410) || !strings.Contains(f.raw, "too old") {
+		t.Fatalf("got %s, want resource.error 410 too old", f.raw)
 	}
 }

@@ -1,4 +1,4 @@
-// Package salt speaks Salt's rest_tornado event WebSockets (seed 003, protocols.md §3):
+// Package salt speaks Salt's rest_tornado event WebSockets (salt-api's documented event API):
 // GET /all_events/{token} and GET /formatted_events/{token}.
 //
 // The token in the path is a Herald token (what POST /login returns as "token"); Salt's
@@ -36,7 +36,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"time"
@@ -45,10 +44,10 @@ import (
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 // Paths the handlers serve, for http.ServeMux patterns.
@@ -90,13 +89,10 @@ type FactsLister interface {
 	ListFacts(ctx context.Context) (map[string]json.RawMessage, error)
 }
 
-// Handler serves one of the two endpoints.
+// Handler serves one of the two endpoints on the edge's socket runtime.
 type Handler struct {
-	Kind     Kind
-	Hub      *hub.Hub
-	Auth     *access.Authenticator
-	Upgrader *wsconn.Upgrader
-	Log      *slog.Logger
+	Kind    Kind
+	Runtime *socket.Runtime
 
 	// For FormattedEvents only.
 	JS           jetstream.JetStream // replays recent jobs events at ready; nil: live events only
@@ -104,43 +100,29 @@ type Handler struct {
 	Facts        FactsLister         // host facts at ready; nil: only facts that arrive live
 	ReplayWindow time.Duration       // how far back jobs are replayed (default DefaultReplayWindow)
 	MaxJobs      int                 // jobs kept per connection, oldest dropped (default DefaultMaxJobs)
-
-	Now     func() time.Time  // nil: time.Now
-	Tracker *registry.Tracker // records the connection fleet-wide; nil: not recorded
 }
 
-func (h *Handler) now() time.Time {
-	if h.Now != nil {
-		return h.Now()
-	}
-	return time.Now()
-}
-
-// ServeHTTP verifies the path's token, upgrades and waits for the client's ready message.
-// No Origin check: the token is in the URL, never in a cookie, so a foreign page gains nothing
-// from a browser's ambient credentials.
+// ServeHTTP runs one socket.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sess, err := h.Auth.Token(r.Context(), r.PathValue("token"))
-	if err != nil {
-		writeError(w, err)
-		return
+	endpoint := EndpointAllEvents
+	if h.Kind == FormattedEvents {
+		endpoint = EndpointFormattedEvents
 	}
-	conn, err := h.Upgrader.Upgrade(w, r, h.Log)
-	if err != nil {
-		h.Log.Debug("salt: upgrade failed", "err", err)
-		return
-	}
-	s := &socket{h: h, conn: conn, sess: sess, untrack: func() {}}
-	if h.Tracker != nil {
-		endpoint := EndpointAllEvents
-		if h.Kind == FormattedEvents {
-			endpoint = EndpointFormattedEvents
-		}
-		_, s.untrack = h.Tracker.Track(registry.Conn{RemoteAddr: r.RemoteAddr, Principal: sess.Principal(),
-			Websocket: true, Endpoint: endpoint}, func(reason string) { conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
-	}
-	go s.run()
+	h.Runtime.Serve(w, r, endpoint, h)
 }
+
+// Accept verifies the path's token. No Origin check: the token is in the URL, never in a
+// cookie, so a foreign page gains nothing from a browser's ambient credentials.
+func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, error) {
+	sess, err := h.Runtime.Auth.Token(r.Context(), r.PathValue("token"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &conn{h: h, sess: sess, since: r.URL.Query().Get("since")}, &sess, nil
+}
+
+// Refuse answers like saltnado's 401 (writeError).
+func (h *Handler) Refuse(w http.ResponseWriter, err error) { writeError(w, err) }
 
 // writeError answers like saltnado's 401, with the reason added.
 func writeError(w http.ResponseWriter, err error) {
@@ -153,73 +135,89 @@ func writeError(w http.ResponseWriter, err error) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": fmt.Sprintf("%d %s", code, http.StatusText(code)), "return": msg})
 }
 
-// socket is one connection.
-type socket struct {
-	h      *Handler
-	conn   *wsconn.Conn
-	sess   access.Session
-	client *hub.Client // set by the read loop at ready
-	// untrack removes the connection from the registry.
-	untrack func()
+// conn is one connection.
+type conn struct {
+	h       *Handler
+	sess    access.Session
+	ws      *socket.Socket // set by Open
+	started bool           // the ready message came
+	since   string         // all_events: the position to resume from (?since=); "" none
 }
 
-func (s *socket) run() {
-	defer s.untrack()
-	defer s.sess.Watch(s.h.now(), s.conn.Close)()
-	err := s.conn.ReadLoop(s.handle)
-	// Subscriptions are made only on the read loop, so none can race this Remove.
-	if s.client != nil {
-		s.h.Hub.Remove(s.client)
-	}
-	s.h.Log.Debug("salt: connection ended", "principal", s.sess.Principal(), "err", err)
+// Open waits: nothing is sent before the ready message.
+func (c *conn) Open(s *socket.Socket) error {
+	c.ws = s
+	return nil
 }
 
-// handle runs on the read loop: only the first exact ready message does anything.
-func (s *socket) handle(msg []byte) {
-	if s.client != nil || string(msg) != ReadyMessage {
-		return
+// Frame acts on the first exact ready message only.
+func (c *conn) Frame(_ *socket.Socket, msg []byte) error {
+	if c.started || string(msg) != ReadyMessage {
+		return nil
 	}
-	var err error
-	switch s.h.Kind {
-	case FormattedEvents:
-		err = s.startFormatted()
-	default:
-		err = s.startAll()
+	c.started = true
+	if c.h.Kind == FormattedEvents {
+		return c.startFormatted()
 	}
-	if errors.Is(err, hub.ErrClosed) {
-		s.conn.Close(wsconn.DisconnectShutdown)
-	} else if err != nil {
-		s.h.Log.Warn("salt: subscribe failed", "err", err)
-		s.conn.Close(wsconn.DisconnectInternal.WithReason("cannot subscribe now, try again"))
-	}
+	return c.startAll()
 }
 
 // subjects is the NATS subjects for what want selects within the token's permissions; empty
 // when the token may see none of it.
-func (s *socket) subjects(want event.Filter) ([]string, error) {
-	return subject.ForFilters(event.Allowed(want, s.sess.Filters))
+func (c *conn) subjects(want event.Filter) ([]string, error) {
+	return subject.ForFilters(event.Allowed(want, c.sess.Filters))
 }
 
-func (s *socket) subscribe(client *hub.Client, subjects []string) error {
-	s.client = client
+func (c *conn) subscribe(client *hub.Client, subjects []string) error {
 	if len(subjects) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return s.h.Hub.Subscribe(ctx, client, subjects)
+	return c.ws.Subscribe(client, nil, subjects)
 }
 
-func (s *socket) startAll() error {
-	subjects, err := s.subjects(event.Filter{})
+func (c *conn) startAll() error {
+	subjects, err := c.subjects(event.Filter{})
 	if err != nil {
 		return err
 	}
-	client, err := s.h.Hub.NewClient(s.conn, AllEventsEncoder{})
+	client, err := c.ws.Client(AllEventsEncoder{})
 	if err != nil {
 		return err
 	}
-	return s.subscribe(client, subjects)
+	if c.since != "" {
+		c.ws.Hold()
+	}
+	if err := c.subscribe(client, subjects); err != nil {
+		return err
+	}
+	if c.since != "" {
+		if err := c.ws.Resume(AllEventsEncoder{}, subjects, c.since, c.sendResumed); err != nil {
+			c.sendTag("herald/resume/error", map[string]any{"message": err.Error(), "code": http.StatusBadRequest})
+			c.ws.Release()
+		}
+	}
+	return nil
+}
+
+// sendResumed tells an all_events client that resumed with ?since= how it went, between the
+// replayed events and the live ones: herald/resume/done, or herald/resume/error with code 410
+// when the position is too old (list afresh; live events follow).
+func (c *conn) sendResumed(r socket.Resumed) {
+	if r.TooOld {
+		c.sendTag("herald/resume/error", map[string]any{"code": http.StatusGone,
+			"message": "too old: position " + r.From + " is before the oldest stored event or from another stream"})
+		return
+	}
+	c.sendTag("herald/resume/done", map[string]any{"from": r.From, "position": r.To, "replayed": r.Replayed})
+}
+
+// sendTag sends one {tag, data} frame of Herald's own, with Salt's _stamp.
+func (c *conn) sendTag(tag string, data map[string]any) {
+	data["_stamp"] = Stamp(c.ws.Now())
+	b, err := json.Marshal(map[string]any{"tag": tag, "data": data})
+	if err == nil {
+		c.ws.Send(b)
+	}
 }
 
 // Stamp formats t as Salt's _stamp: ISO-8601 with microseconds and no zone, in UTC.
@@ -230,9 +228,9 @@ func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.0000
 type AllEventsEncoder struct{}
 
 // Encode implements hub.Encoder: payload is an event as ingest publishes it.
-func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
+func (AllEventsEncoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("salt: decode event: %w", err)
 	}
 	data, err := ev.ObjectFields()
@@ -241,6 +239,10 @@ func (AllEventsEncoder) Encode(_ string, payload []byte) ([]byte, error) {
 	}
 	stamp, _ := json.Marshal(Stamp(ev.Time))
 	data["_stamp"] = stamp
+	if m.Position != "" {
+		// Herald's, beside Salt's _stamp: the event's position in the stream, for ?since=.
+		data["_position"], _ = json.Marshal(m.Position)
+	}
 	return json.Marshal(struct {
 		Tag  string                     `json:"tag"`
 		Data map[string]json.RawMessage `json:"data"`
@@ -267,7 +269,7 @@ func Tag(ev *event.Event, data map[string]json.RawMessage) string {
 // themselves to update their view.
 type rawEncoder struct{}
 
-func (rawEncoder) Encode(_ string, payload []byte) ([]byte, error) { return payload, nil }
+func (rawEncoder) Encode(m *hub.Message) ([]byte, error) { return m.Data, nil }
 
 // feedQueue bounds the events waiting for one formatted_events socket's view.
 const feedQueue = 1024
@@ -275,90 +277,113 @@ const feedQueue = 1024
 // feed is the hub's sink for a formatted_events socket: events go to the socket's own
 // goroutine, never blocking the hub; a socket that falls feedQueue behind is closed as slow.
 type feed struct {
-	conn *wsconn.Conn
-	ch   chan []byte
+	ws *socket.Socket
+	ch chan []byte
 }
 
-func (f *feed) Send(b []byte) bool {
+func (f *feed) Deliver(b []byte, _ uint64) bool {
 	select {
 	case f.ch <- b:
 		return true
 	default:
-		f.conn.Close(wsconn.DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: more than %d events behind", feedQueue)))
+		f.ws.Close(wsconn.DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: more than %d events behind", feedQueue)))
 		return false
 	}
 }
 
-func (f *feed) Close(d wsconn.Disconnect) { f.conn.Close(d) }
+func (f *feed) Close(d wsconn.Disconnect) { f.ws.Close(d) }
 
-func (s *socket) startFormatted() error {
-	jobs, err := s.subjects(event.Filter{Type: []string{"jobs"}})
+func (c *conn) startFormatted() error {
+	jobs, err := c.subjects(event.Filter{Type: []string{"jobs"}})
 	if err != nil {
 		return err
 	}
-	facts, err := s.subjects(event.Filter{Type: []string{"agents"}, Action: []string{"facts"}})
+	facts, err := c.subjects(event.Filter{Type: []string{"agents"}, Action: []string{"facts"}})
 	if err != nil {
 		return err
 	}
-	fd := &feed{conn: s.conn, ch: make(chan []byte, feedQueue)}
-	client, err := s.h.Hub.NewClient(fd, rawEncoder{})
+	fd := &feed{ws: c.ws, ch: make(chan []byte, feedQueue)}
+	client, err := c.ws.ClientFor(fd, rawEncoder{})
 	if err != nil {
 		return err
 	}
 	// Live events are queued from here on; the replay below may see some of them too, which
 	// is harmless: applying an event twice leaves the view as applying it once.
-	if err := s.subscribe(client, slices.Concat(jobs, facts)); err != nil {
+	if err := c.subscribe(client, slices.Concat(jobs, facts)); err != nil {
 		return err
 	}
-	go s.follow(fd)
+	go c.follow(fd)
 	return nil
 }
 
 // follow builds the view from stored state and then keeps it current, until the socket ends.
-func (s *socket) follow(fd *feed) {
+func (c *conn) follow(fd *feed) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
-		case <-s.conn.Done():
+		case <-c.ws.Done():
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	maxJobs := s.h.MaxJobs
+	maxJobs := c.h.MaxJobs
 	if maxJobs <= 0 {
 		maxJobs = DefaultMaxJobs
 	}
 	v := newView(maxJobs)
-	if err := s.replay(ctx, v); err != nil {
-		s.h.Log.Warn("salt: events not replayed", "err", err)
+	// Live events keep coming while the stream is read: they are taken off the feed between
+	// batches, so it cannot overflow, and applied after the replay, in the order they came.
+	var live [][]byte
+	drain := func() error {
+		for len(fd.ch) > 0 {
+			if len(live) >= maxReplay {
+				return wsconn.DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: more than %d events arrived during the replay", maxReplay))
+			}
+			live = append(live, <-fd.ch)
+		}
+		return nil
+	}
+	err := c.replay(ctx, v, drain)
+	if err == nil {
+		err = drain()
+	}
+	var d wsconn.Disconnect
+	if errors.As(err, &d) {
+		c.ws.Close(d)
+		return
+	} else if err != nil {
+		c.ws.Log().Warn("salt: events not replayed", "err", err)
+	}
+	for _, b := range live {
+		c.apply(v, b)
 	}
 	// After the replay: the store holds each server's latest facts, which win over replayed ones.
-	s.loadFacts(ctx, v)
-	s.sendView(v, true, true)
+	c.loadFacts(ctx, v)
+	c.sendView(v, true, true)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case b := <-fd.ch:
-			minions, jobs := s.apply(v, b)
+			minions, jobs := c.apply(v, b)
 			// Coalesce a burst into one snapshot of each dict.
 			for i := 0; i < feedQueue; i++ {
 				select {
 				case b := <-fd.ch:
-					m, j := s.apply(v, b)
+					m, j := c.apply(v, b)
 					minions, jobs = minions || m, jobs || j
 					continue
 				default:
 				}
 				break
 			}
-			s.sendView(v, minions, jobs)
+			c.sendView(v, minions, jobs)
 		}
 	}
 }
 
-func (s *socket) apply(v *view, payload []byte) (minions, jobs bool) {
+func (c *conn) apply(v *view, payload []byte) (minions, jobs bool) {
 	var ev event.Event
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return false, false
@@ -367,20 +392,20 @@ func (s *socket) apply(v *view, payload []byte) (minions, jobs bool) {
 }
 
 // loadFacts puts the permitted servers' stored facts into the view.
-func (s *socket) loadFacts(ctx context.Context, v *view) {
-	if s.h.Facts == nil {
+func (c *conn) loadFacts(ctx context.Context, v *view) {
+	if c.h.Facts == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	all, err := s.h.Facts.ListFacts(ctx)
+	all, err := c.h.Facts.ListFacts(ctx)
 	if err != nil {
-		s.h.Log.Warn("salt: facts not loaded", "err", err)
+		c.ws.Log().Warn("salt: facts not loaded", "err", err)
 		return
 	}
 	for id, facts := range all {
 		ev := event.Event{Scope: event.ScopeGlobal, Type: "agents", Action: "facts", Key: id, Object: facts}
-		if s.sess.Permitted(&ev) {
+		if c.sess.Permitted(&ev) {
 			v.apply(&ev)
 		}
 	}
@@ -389,22 +414,22 @@ func (s *socket) loadFacts(ctx context.Context, v *view) {
 // replay applies the permitted jobs and agents.facts events of the last ReplayWindow from the
 // events stream, through a short-lived ephemeral consumer that reads what is stored and stops.
 // Replayed facts let an edge without an agent state store still show recently seen minions.
-func (s *socket) replay(ctx context.Context, v *view) error {
-	if s.h.JS == nil {
+func (c *conn) replay(ctx context.Context, v *view, drain func() error) error {
+	if c.h.JS == nil {
 		return nil
 	}
-	stream := s.h.Stream
+	stream := c.h.Stream
 	if stream == "" {
 		stream = DefaultStream
 	}
-	window := s.h.ReplayWindow
+	window := c.h.ReplayWindow
 	if window <= 0 {
 		window = DefaultReplayWindow
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	start := s.h.now().Add(-window)
-	cons, err := s.h.JS.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+	start := c.ws.Now().Add(-window)
+	cons, err := c.h.JS.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		FilterSubjects: []string{
 			subject.EventsPrefix + ".*." + subject.EncodeToken("jobs") + ".>",
 			subject.EventsPrefix + ".*." + subject.EncodeToken("agents") + "." + subject.EncodeToken("facts") + ".>",
@@ -425,7 +450,7 @@ func (s *socket) replay(ctx context.Context, v *view) error {
 	defer func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer dcancel()
-		_ = s.h.JS.DeleteConsumer(dctx, stream, name)
+		_ = c.h.JS.DeleteConsumer(dctx, stream, name)
 	}()
 	pending := cons.CachedInfo().NumPending
 	var got uint64
@@ -438,12 +463,15 @@ func (s *socket) replay(ctx context.Context, v *view) error {
 		for msg := range batch.Messages() {
 			n++
 			var ev event.Event
-			if json.Unmarshal(msg.Data(), &ev) == nil && s.sess.Permitted(&ev) {
+			if json.Unmarshal(msg.Data(), &ev) == nil && c.sess.Permitted(&ev) {
 				v.apply(&ev)
 			}
 		}
 		if err := batch.Error(); err != nil {
 			return fmt.Errorf("replay fetch: %w", err)
+		}
+		if err := drain(); err != nil {
+			return err
 		}
 		if n == 0 {
 			break
@@ -454,14 +482,14 @@ func (s *socket) replay(ctx context.Context, v *view) error {
 }
 
 // sendView sends the changed dicts as Salt's snapshot frames.
-func (s *socket) sendView(v *view, minions, jobs bool) {
+func (c *conn) sendView(v *view, minions, jobs bool) {
 	send := func(key string, value any) {
 		b, err := json.Marshal(map[string]any{key: value})
 		if err != nil {
-			s.h.Log.Warn("salt: snapshot not encodable", "key", key, "err", err)
+			c.ws.Log().Warn("salt: snapshot not encodable", "key", key, "err", err)
 			return
 		}
-		s.conn.Send(append(b, '\n', '\n'))
+		c.ws.Send(append(b, '\n', '\n'))
 	}
 	if minions {
 		send("minions", v.minions)

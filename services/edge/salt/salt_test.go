@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,12 +22,12 @@ import (
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
-	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/salt"
+	"github.com/heraldhq/herald/services/edge/socket"
 )
 
 var stampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$`)
@@ -37,6 +38,7 @@ type bus struct {
 	t      *testing.T
 	ns     *server.Server
 	js     jetstream.JetStream
+	epoch  string
 	issuer *token.Issuer
 	priv   ed25519.PrivateKey
 	state  *agentstate.Memory
@@ -45,23 +47,17 @@ type bus struct {
 func newBus(t *testing.T) *bus {
 	t.Helper()
 	ns := natstest.RunServer(t)
-	js, err := jetstream.New(natstest.Connect(t, ns))
+	nc := natstest.Connect(t, ns)
+	epoch := natstest.EventStream(t, nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: salt.DefaultStream, Subjects: []string{subject.EventsWildcard},
-		Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour,
-	}); err != nil {
 		t.Fatal(err)
 	}
 	priv, err := token.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bus{t: t, ns: ns, js: js, issuer: token.NewIssuer(priv, time.Hour), priv: priv, state: agentstate.NewMemory()}
+	return &bus{t: t, ns: ns, js: js, epoch: epoch, issuer: token.NewIssuer(priv, time.Hour), priv: priv, state: agentstate.NewMemory()}
 }
 
 func (b *bus) token(perms ...string) string {
@@ -129,7 +125,7 @@ func (b *bus) startEdge() *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hub.New(nc, hub.Config{}, nil)
+	h := hub.New(nc, hub.Config{Epoch: func() string { return b.epoch }}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
@@ -137,9 +133,10 @@ func (b *bus) startEdge() *edge {
 	up := wsconn.NewUpgrader(wsconn.Config{}, nil)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mux := http.NewServeMux()
-	mux.Handle("GET "+salt.AllEventsPath, &salt.Handler{Kind: salt.AllEvents, Hub: h, Auth: auth, Upgrader: up, Log: log})
-	mux.Handle("GET "+salt.FormattedEventsPath, &salt.Handler{Kind: salt.FormattedEvents, Hub: h, Auth: auth,
-		Upgrader: up, Log: log, JS: js, Facts: b.state})
+	rt := &socket.Runtime{Hub: h, Auth: auth, Upgrader: up, Log: log, JS: js}
+	mux.Handle("GET "+salt.AllEventsPath, &salt.Handler{Kind: salt.AllEvents, Runtime: rt})
+	mux.Handle("GET "+salt.FormattedEventsPath, &salt.Handler{Kind: salt.FormattedEvents, Runtime: rt,
+		JS: js, Facts: b.state})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -450,5 +447,31 @@ func TestFormattedEventsReplaysFactsMissingFromTheStore(t *testing.T) {
 	snapshot(t, c.next(), &jobs)
 	if jobs.Jobs == nil || len(jobs.Jobs) != 0 {
 		t.Fatalf("jobs %+v, want an empty dict", jobs.Jobs)
+	}
+}
+
+// TestAllEventsResume: all_events frames carry _position; ?since= replays what came after it,
+// then herald/resume/done, then live events.
+func TestAllEventsResume(t *testing.T) {
+	b := newBus(t)
+	e := b.startEdge()
+	tok := b.token("profiles.*.*")
+	a := e.dial("/all_events/" + tok)
+	a.send(salt.ReadyMessage)
+	a.barrier()
+	b.publish("profiles", "save", "p0", map[string]any{"Name": "p0"})
+	first := a.nextTagged()
+	pos, _ := first.Data["_position"].(string)
+	if pos == "" {
+		t.Fatalf("frame %+v has no _position", first)
+	}
+	b.publish("profiles", "save", "p1", map[string]any{"Name": "p1"})
+	b.publish("profiles", "save", "p2", map[string]any{"Name": "p2"})
+	c := e.dial("/all_events/" + tok + "?since=" + url.QueryEscape(pos))
+	c.send(salt.ReadyMessage)
+	for _, want := range []string{"herald/profiles/save/p1", "herald/profiles/save/p2", "herald/resume/done"} {
+		if f := c.nextTagged(); f.Tag != want {
+			t.Fatalf("got %+v, want %s", f, want)
+		}
 	}
 }

@@ -5,9 +5,13 @@
 //	herald-watch -token admin:PASSWORD -logs dev-server                      # a server's logs
 //
 // Event mode registers the patterns given (default *.*.*) on Digital Rebar's socket, like
-// `drpcli events watch`. A -token of user:password is exchanged for a token at the edge's
-// login endpoint where the socket needs one. It exits non-zero when the socket ends for any
-// reason other than Ctrl-C, printing the close code and reason, so a script notices.
+// `drpcli events watch`, and never loses an event: when the socket ends it reconnects, with
+// jittered backoff, to the next of the -addr edges (a comma list) and resumes from the last
+// event's position (pkg/drpwatch). -since starts from a position printed earlier. What is not
+// an event (resumed, too old, disconnected) goes to stderr. A -token of user:password is
+// exchanged for a token at the edge's login endpoint where the socket needs one. The viewer
+// modes exit non-zero when the socket ends for any reason other than Ctrl-C, printing the
+// close code and reason, so a script notices.
 package main
 
 import (
@@ -25,6 +29,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/pkg/drpwatch"
 )
 
 func main() {
@@ -35,7 +41,8 @@ func main() {
 }
 
 func run() error {
-	addr := flag.String("addr", "127.0.0.1:8080", "the edge's host:port")
+	addr := flag.String("addr", "127.0.0.1:8080", "the edge's host:port; for events, a comma list of edges to fail over across")
+	since := flag.String("since", "", "events: resume from this position (<epoch>:<seq>, an event's Position)")
 	tok := flag.String("token", os.Getenv("HERALD_TOKEN"), "a Herald token, or user:password (default $HERALD_TOKEN)")
 	metrics := flag.String("metrics", "", "watch this server's metrics and alerts instead of events")
 	logs := flag.String("logs", "", "watch this server's logs instead of events")
@@ -43,14 +50,10 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	var ws *websocket.Conn
-	var err error
-	switch {
-	case *metrics != "" || *logs != "":
-		ws, err = monitor(ctx, *addr, *tok, *metrics, *logs)
-	default:
-		ws, err = events(ctx, *addr, *tok, flag.Args())
+	if *metrics == "" && *logs == "" {
+		return events(ctx, *addr, *tok, *since, flag.Args())
 	}
+	ws, err := monitor(ctx, *addr, *tok, *metrics, *logs)
 	if err != nil {
 		return err
 	}
@@ -73,21 +76,17 @@ func run() error {
 	}
 }
 
-// events opens DRP's socket, where user:password works as it is.
-func events(ctx context.Context, addr, tok string, patterns []string) (*websocket.Conn, error) {
-	if len(patterns) == 0 {
-		patterns = []string{"*.*.*"}
-	}
-	ws, err := dial(ctx, "ws://"+addr+"/api/v3/ws?token="+url.QueryEscape(tok))
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range patterns {
-		if err := ws.WriteMessage(websocket.TextMessage, []byte("register "+p)); err != nil {
-			return nil, err
+// events watches DRP's socket (where user:password works as it is) until Ctrl-C.
+func events(ctx context.Context, addrs, tok, since string, patterns []string) error {
+	var urls []string
+	for a := range strings.SplitSeq(addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			urls = append(urls, "ws://"+a+"/api/v3/ws")
 		}
 	}
-	return ws, nil
+	return drpwatch.Watch(ctx, drpwatch.Options{URLs: urls, Token: tok, Patterns: patterns, Since: since},
+		func(ev drpwatch.Event) { fmt.Println(string(ev.Raw)) },
+		func(s drpwatch.Signal) { fmt.Fprintf(os.Stderr, "herald-watch: %s: %s\n", s.Kind, s.Detail) })
 }
 
 // monitor opens a metrics or logs socket, which wants a token in its first message.

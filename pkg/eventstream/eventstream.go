@@ -1,0 +1,131 @@
+// Package eventstream says where an event sits in the HERALD_EVENTS stream, so a client can
+// tell an edge what it last saw and the edge can replay from there.
+//
+// A position is "<epoch>:<seq>": seq is the stream sequence the event was stored at, and the
+// epoch names the stream's incarnation. A stream deleted and created again starts its sequences
+// from 1 anew, so a sequence alone from the old stream would silently skip or repeat events;
+// with the epoch in the position such a position is recognised as from another stream. The
+// epoch is the stream's creation time, which the cluster agrees on, keeps across restarts and
+// config updates, and only changes when the stream is created again.
+//
+// Edges learn each event's position without asking the stream: the stream republishes what it
+// stores onto subject.RepublishedWildcard with the sequence in the Nats-Sequence header (see
+// Sequence).
+package eventstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/subject"
+)
+
+// ErrBadPosition is wrapped by ParsePosition's errors and Sequence's.
+var ErrBadPosition = errors.New("eventstream: bad position")
+
+// maxEpochLen bounds an epoch read from a client (Epoch's are 13 characters until 2262).
+const maxEpochLen = 16
+
+// Position is where one event is stored: the stream's epoch and the event's sequence.
+type Position struct {
+	Epoch string
+	Seq   uint64
+}
+
+// String is FormatPosition(p.Epoch, p.Seq).
+func (p Position) String() string { return FormatPosition(p.Epoch, p.Seq) }
+
+// FormatPosition returns "<epoch>:<seq>", the form clients store and send back.
+func FormatPosition(epoch string, seq uint64) string {
+	return epoch + ":" + strconv.FormatUint(seq, 10)
+}
+
+// ParsePosition reads what FormatPosition wrote. Sequence 0 is valid: the position before the
+// stream's first event. The epoch must look like one Epoch returns (lower-case base 36, at most
+// 16 characters); whether it is the stream's current one is for the caller to compare.
+func ParsePosition(s string) (Position, error) {
+	epoch, seqText, ok := strings.Cut(s, ":")
+	if !ok {
+		return Position{}, fmt.Errorf("%w: %q: want <epoch>:<sequence>", ErrBadPosition, s)
+	}
+	if epoch == "" || len(epoch) > maxEpochLen || strings.IndexFunc(epoch, notBase36) >= 0 {
+		return Position{}, fmt.Errorf("%w: %q: epoch must be 1 to %d of 0-9 a-z", ErrBadPosition, s, maxEpochLen)
+	}
+	// A position has one spelling: leading zeros are refused.
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil || (len(seqText) > 1 && seqText[0] == '0') {
+		return Position{}, fmt.Errorf("%w: %q: sequence must be a decimal number", ErrBadPosition, s)
+	}
+	return Position{Epoch: epoch, Seq: seq}, nil
+}
+
+func notBase36(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'z') }
+
+// Epoch returns the epoch of the HERALD_EVENTS stream as it is now. It fails (wrapping
+// jetstream.ErrStreamNotFound) if the stream does not exist.
+func Epoch(ctx context.Context, js jetstream.JetStream) (string, error) {
+	st, err := js.Stream(ctx, subject.EventStream)
+	if err != nil {
+		return "", fmt.Errorf("eventstream: epoch of %s: %w", subject.EventStream, err)
+	}
+	return EpochOf(st.CachedInfo()), nil
+}
+
+// EpochOf returns the epoch of the stream info describes, for a caller that already has it
+// (for example to compare a position with the stream's first sequence too).
+func EpochOf(info *jetstream.StreamInfo) string {
+	return strconv.FormatInt(info.Created.UnixNano(), 36)
+}
+
+// Sequence returns the stream sequence of a message the stream republished, from its
+// Nats-Sequence header. It fails if the message was not republished by HERALD_EVENTS
+// (its Nats-Stream header names another stream, or it has none).
+func Sequence(h nats.Header) (uint64, error) {
+	if got := h.Get(jetstream.StreamHeader); got != subject.EventStream {
+		return 0, fmt.Errorf("%w: message from stream %q, want %s", ErrBadPosition, got, subject.EventStream)
+	}
+	seq, err := strconv.ParseUint(h.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("%w: %s header %q", ErrBadPosition, jetstream.SequenceHeader, h.Get(jetstream.SequenceHeader))
+	}
+	return seq, nil
+}
+
+// DuplicateWindow is how long the stream remembers a message id (Nats-Msg-Id) to drop a
+// retried publish: longer than any caller's retry loop.
+const DuplicateWindow = 2 * time.Minute
+
+// StreamConfig is HERALD_EVENTS: every event subject, kept maxAge (and at most maxBytes, 0 for
+// no limit, oldest dropped first) on file, on replicas nodes.
+//
+// The stream republishes every event it stores onto subject.RepublishedWildcard, with its
+// sequence in the Nats-Sequence header: edges subscribe there, so each event they deliver
+// carries its position in stream order, with no round trip. Durability is the NATS servers'
+// business (deploy/nats/cluster.conf syncs every write before acknowledging it); with replicas
+// 3 an acknowledgement means a quorum of nodes stored it.
+func StreamConfig(maxAge time.Duration, maxBytes int64, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subject.EventStream,
+		Description: "Herald events, kept so reconnecting clients can catch up",
+		Subjects:    []string{subject.EventsWildcard},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      maxAge,
+		MaxBytes:    maxBytes,
+		Replicas:    replicas,
+		// NATS refuses a duplicate window longer than the stream keeps messages.
+		Duplicates: min(DuplicateWindow, maxAge),
+		RePublish: &jetstream.RePublish{
+			Source:      subject.EventsWildcard,
+			Destination: subject.RepublishedWildcard,
+		},
+	}
+}

@@ -1,0 +1,306 @@
+package socket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/eventstream"
+	"github.com/heraldhq/herald/pkg/subject"
+	"github.com/heraldhq/herald/pkg/wsconn"
+	"github.com/heraldhq/herald/services/edge/hub"
+)
+
+// Resume: a client that lost its edge reconnects (to any edge) with the position of the last
+// event it got, and the socket replays from the event stream exactly the stored events after
+// it that its subscriptions and permissions select, in stream order, then goes live with no
+// duplicate and no gap at the seam:
+//
+//	Hold      live frames for the socket are held from here (call it before Subscribe)
+//	Subscribe the hub delivers live events, held
+//	Resume    on its own goroutine: reads the stream from the position, sends each event, then
+//	          calls done (the dialect says "caught up" or "too old" in its own frame) and
+//	          releases the held frames whose sequence is after the last one replayed
+//
+// Live delivery is in stream order too (the hub reads the stream's republished copy), so a
+// client sees one sequence, increasing. A replay is paced by the socket's own send queue and
+// bounded in events and time: it costs the client's own socket and a JetStream consumer,
+// never the hub's dispatcher.
+
+// Replay bounds, for Runtime fields left zero.
+const (
+	DefaultMaxReplay     = 200_000
+	DefaultReplayTimeout = 2 * time.Minute
+	// maxHeld bounds the live frames held while a socket catches up; past it the socket is
+	// closed as slow, and resumes again from where it got.
+	maxHeld = 16384
+	// replayBacklog is the send-queue depth above which a replay waits for the client.
+	replayBacklog = 256
+	// apiTimeout bounds each JetStream request of a replay.
+	apiTimeout = 5 * time.Second
+)
+
+// ErrBadPosition is what Resume reports for a position that does not parse; the text says why.
+var ErrBadPosition = eventstream.ErrBadPosition
+
+// DisconnectReplayFailed closes a socket whose replay could not run: it must reconnect and
+// resume again.
+var DisconnectReplayFailed = wsconn.DisconnectInternal.WithReason("cannot replay now: reconnect and resume from your last position")
+
+// Resumed is how a resume ended.
+type Resumed struct {
+	From     string // the position asked for
+	To       string // the position of the last event replayed; "" when none was
+	Replayed int    // events sent from the stream
+	// TooOld: the position is before the stream's first stored event, from another stream
+	// (its epoch differs), or further behind than a replay may go. Nothing was replayed: the
+	// client must relist; live events follow.
+	TooOld bool
+}
+
+// heldFrame is a live frame that came while the socket was catching up.
+type heldFrame struct {
+	frame []byte
+	seq   uint64
+}
+
+// Deliver implements hub.Sink: a live frame goes out now, or is held while the socket catches
+// up; an event already sent by the replay is not sent again.
+func (s *Socket) Deliver(frame []byte, seq uint64) bool {
+	if s.holding.Load() {
+		s.heldMu.Lock()
+		if s.holding.Load() {
+			defer s.heldMu.Unlock()
+			if len(s.held) >= maxHeld {
+				s.Close(wsconn.DisconnectSlow.WithReason("slow consumer: too many events while catching up; resume from your last position"))
+				return false
+			}
+			s.held = append(s.held, heldFrame{frame, seq})
+			return true
+		}
+		s.heldMu.Unlock()
+	}
+	return s.send(frame, seq)
+}
+
+// send writes a frame, skipping stream events at or before the last one sent (the seam between
+// a replay and live delivery). Only one goroutine sends events at a time: the dispatcher while
+// live, the replay while holding.
+func (s *Socket) send(frame []byte, seq uint64) bool {
+	if seq != 0 {
+		if seq <= s.lastSeq.Load() {
+			return true
+		}
+		s.lastSeq.Store(seq)
+	}
+	return s.conn.Send(frame)
+}
+
+// Hold makes the socket hold live frames until a Resume releases them. Call it before
+// subscribing the subjects that Resume will replay.
+func (s *Socket) Hold() { s.holding.Store(true) }
+
+// release sends the held frames not already replayed and lets live frames through again.
+func (s *Socket) release() {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	for _, h := range s.held {
+		s.send(h.frame, h.seq)
+	}
+	s.held = nil
+	s.holding.Store(false)
+}
+
+// Resume replays, on its own goroutine, the stored events after pos on the event subjects
+// (filters from subject.ForFilters, already narrowed to the session's permissions) through enc,
+// then calls done with the outcome and releases the held live frames. Hold must have been
+// called. A bad position is refused at once (the error wraps ErrBadPosition) and nothing
+// starts: the caller says so and calls Release. If the stream cannot be read the socket is
+// closed with DisconnectReplayFailed after done.
+func (s *Socket) Resume(enc hub.Encoder, subjects []string, pos string, done func(Resumed)) error {
+	p, err := eventstream.ParsePosition(pos)
+	if err != nil {
+		return err
+	}
+	go func() {
+		r, err := s.replay(enc, subjects, p)
+		if err != nil && !errors.Is(err, errGone) {
+			s.log.Warn("socket: replay failed", "from", pos, "err", err)
+		}
+		if errors.Is(err, errGone) {
+			return
+		}
+		r.From = pos
+		done(r)
+		if err != nil {
+			s.Close(DisconnectReplayFailed)
+			return
+		}
+		s.release()
+	}()
+	return nil
+}
+
+// Release stops holding without a replay (a refused position, a client that asked for none).
+func (s *Socket) Release() { s.release() }
+
+// errGone ends a replay whose socket closed.
+var errGone = errors.New("socket closed")
+
+func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Position) (Resumed, error) {
+	var r Resumed
+	js := s.rt.JS
+	if js == nil {
+		return r, errors.New("no event stream configured")
+	}
+	timeout := s.rt.ReplayTimeout
+	if timeout <= 0 {
+		timeout = DefaultReplayTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	// Each request to JetStream is bounded on its own: a stream between leaders (a node just
+	// died) must fail the replay soon, so the client retries, rather than hold it for the
+	// whole ReplayTimeout.
+	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
+	defer rcancel()
+	st, err := js.Stream(rctx, subject.EventStream)
+	if err != nil {
+		return r, fmt.Errorf("replay: stream: %w", err)
+	}
+	info, err := st.Info(rctx)
+	if err != nil {
+		return r, fmt.Errorf("replay: stream info: %w", err)
+	}
+	limit := s.rt.MaxReplay
+	if limit <= 0 {
+		limit = DefaultMaxReplay
+	}
+	epoch, state := eventstream.EpochOf(info), info.State
+	if p.Epoch != epoch || p.Seq+1 < state.FirstSeq || p.Seq > state.LastSeq ||
+		state.LastSeq-p.Seq > uint64(limit) {
+		r.TooOld = true
+		return r, nil
+	}
+	if p.Seq == state.LastSeq || len(subjects) == 0 {
+		return r, nil // nothing stored after it
+	}
+	// JetStream refuses overlapping filter subjects in one consumer: a socket whose filters
+	// overlap reads every event and keeps those any filter matches.
+	filters, local := subjects, false
+	for i, a := range subjects {
+		for _, b := range subjects[:i] {
+			if subject.Overlap(a, b) {
+				filters, local = []string{subject.EventsWildcard}, true
+			}
+		}
+	}
+	// An ephemeral consumer that acknowledges nothing and lives in memory: created to read
+	// what is stored, deleted after (and gone by itself if this edge dies meanwhile).
+	cons, err := st.CreateConsumer(rctx, jetstream.ConsumerConfig{
+		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq: p.Seq + 1, AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return r, fmt.Errorf("replay: consumer: %w", err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer dcancel()
+		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	// The consumer knows how many stored events it selects; each batch asks for no more than
+	// remain, so a fetch returns as soon as they are there.
+	pending := cons.CachedInfo().NumPending
+	for scanned := 0; pending > 0 && scanned < limit; {
+		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return r, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			meta, err := msg.Metadata()
+			if err != nil {
+				return r, fmt.Errorf("replay: metadata: %w", err)
+			}
+			pending = meta.NumPending
+			if local && !matchesAny(subjects, msg.Subject()) {
+				continue
+			}
+			m := hub.Message{Subject: msg.Subject(), Data: msg.Data(), Seq: meta.Sequence.Stream,
+				Position: eventstream.FormatPosition(epoch, meta.Sequence.Stream)}
+			frame, err := enc.Encode(&m)
+			if err != nil {
+				continue // an event this dialect cannot render is skipped, as live
+			}
+			if err := s.pace(ctx); err != nil {
+				return r, err
+			}
+			if !s.send(frame, m.Seq) {
+				return r, errGone
+			}
+			r.Replayed++
+			r.To = m.Position
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return r, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
+		}
+		if n == 0 {
+			return r, s.goneOr(errors.New("replay: the stream sent nothing while events were pending"))
+		}
+		scanned += n
+	}
+	if pending == 0 {
+		return r, nil // caught up with the stream
+	}
+	// Further behind than a replay may go: the client relists.
+	return Resumed{TooOld: true}, nil
+}
+
+// pace waits while the client has more than replayBacklog frames unread.
+func (s *Socket) pace(ctx context.Context) error {
+	if s.conn.Backlog() <= replayBacklog {
+		return nil
+	}
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for s.conn.Backlog() > replayBacklog {
+		select {
+		case <-ctx.Done():
+			return s.goneOr(fmt.Errorf("replay: client too slow: %w", ctx.Err()))
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// goneOr is errGone when the socket has closed, else err.
+func (s *Socket) goneOr(err error) error {
+	select {
+	case <-s.Done():
+		return errGone
+	default:
+		return err
+	}
+}
+
+func matchesAny(filters []string, subj string) bool {
+	for _, f := range filters {
+		if subject.Match(f, subj) {
+			return true
+		}
+	}
+	return false
+}
