@@ -126,6 +126,19 @@ var (
 // Code is a close code as a label value.
 func Code(code int) string { return strconv.Itoa(code) }
 
+// EdgeSocketOpened counts one client socket of a dialect ("drp", "rancher", "salt",
+// "metrics", "logs") as open, and returns the call that counts it closed with its close code
+// (the code sent, the peer's, or 1006 for a broken connection). Call that exactly once.
+func EdgeSocketOpened(dialect string) (closed func(code int)) {
+	EdgeConnects.WithLabelValues(dialect).Inc()
+	open := EdgeConnections.WithLabelValues(dialect)
+	open.Inc()
+	return func(code int) {
+		open.Dec()
+		EdgeDisconnects.WithLabelValues(dialect, Code(code)).Inc()
+	}
+}
+
 func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
