@@ -490,8 +490,12 @@ func (f *fleet) checkSlowConsumer(lbGRPC, tok string) {
 		if v := sum(f.scrape("edge-1"), "herald_ws_slow_consumer_closes_total"); v <= before {
 			return fmt.Errorf("slow consumer closes %v", v)
 		}
-		if out := f.procs["edge-1"].out.String(); !strings.Contains(out, "closing slow consumer") || !strings.Contains(out, "backlog_messages=") {
-			return fmt.Errorf("no warn line for the slow consumer")
+		if v := sum(f.scrape("edge-1"), `herald_edge_disconnects_total{code="4000",dialect="drp"}`); v < 1 {
+			return fmt.Errorf("no DRP disconnect counted with 4000")
+		}
+		if out := f.procs["edge-1"].out.String(); !strings.Contains(out, "closing slow consumer") ||
+			!strings.Contains(out, "backlog_messages=") || !strings.Contains(out, "principal=admin") {
+			return fmt.Errorf("no warn line for the slow consumer with its principal and backlog")
 		}
 		return nil
 	})
@@ -529,6 +533,17 @@ func (f *fleet) checkDrain(name string) {
 			}
 		})
 	}
+	// The edge counts them: N connects, N open.
+	testutil.Eventually(t, 10*time.Second, func() error {
+		page := f.scrape(name)
+		if v := sum(page, `herald_edge_connections{dialect="drp"}`); v != float64(n) {
+			return fmt.Errorf("herald_edge_connections{dialect=drp} = %v, want %d", v, n)
+		}
+		if v := sum(page, `herald_edge_connects_total{dialect="drp"}`); v < float64(n) {
+			return fmt.Errorf("herald_edge_connects_total{dialect=drp} = %v, want at least %d", v, n)
+		}
+		return nil
+	})
 	p := f.procs[name]
 	sigterm := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -139,6 +139,7 @@ type Conn struct {
 	queuedBytes int           // guarded by mu
 	flushing    bool          // a flusher goroutine owns the write side; guarded by mu
 	closed      bool          // no more Sends; guarded by mu
+	sentCode    int           // the close code Close sent first; guarded by mu
 	drained     chan struct{} // closed by the flusher once a closing conn's queue is written; guarded by mu
 }
 
@@ -270,6 +271,7 @@ func (c *Conn) Close(d Disconnect) {
 		return
 	}
 	c.closed = true
+	c.sentCode = code
 	var drained chan struct{}
 	if code == DisconnectSlow.Code || code == websocket.CloseAbnormalClosure {
 		c.queue = nil
@@ -318,6 +320,23 @@ func (c *Conn) Backlog() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.queue)
+}
+
+// ClosedWith is the close code that ended the connection, given the error ReadLoop returned:
+// the code Close sent, else the peer's own close code, else 1006 (the connection broke).
+func (c *Conn) ClosedWith(readErr error) int {
+	c.mu.Lock()
+	code := c.sentCode
+	c.mu.Unlock()
+	var ce *websocket.CloseError
+	switch {
+	case code != 0:
+		return code
+	case errors.As(readErr, &ce):
+		return ce.Code
+	default:
+		return websocket.CloseAbnormalClosure
+	}
 }
 
 // Done is closed when ReadLoop has returned: the connection is gone.
