@@ -494,7 +494,7 @@ func (f *fleet) checkSlowConsumer(lbGRPC, tok string) {
 			return fmt.Errorf("no DRP disconnect counted with 4000")
 		}
 		if out := f.procs["edge-1"].out.String(); !strings.Contains(out, "closing slow consumer") ||
-			!strings.Contains(out, "backlog_messages=") || !strings.Contains(out, "principal=admin") {
+			!strings.Contains(out, "backlog_messages=") || !strings.Contains(out, "principal=user:admin") {
 			return fmt.Errorf("no warn line for the slow consumer with its principal and backlog")
 		}
 		return nil

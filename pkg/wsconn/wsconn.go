@@ -202,9 +202,9 @@ func (c *Conn) flush() {
 		if err := c.writeBatch(batch); err != nil {
 			c.mu.Lock()
 			c.stopFlushing()
-			backlog, log := len(c.queue)+len(batch), c.log
+			backlog, log, closing := len(c.queue)+len(batch), c.log, c.closed
 			c.mu.Unlock()
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, os.ErrDeadlineExceeded) && !closing {
 				// A reader that stopped reading: its TCP window is full, so no close frame can
 				// reach it either. Say so where an operator looks.
 				metrics.WSSlowCloses.Inc()
