@@ -138,7 +138,7 @@ func TestFleet(t *testing.T) {
 	cut.Restore()
 	f.waitHealthy("edge-2")
 
-	f.checkDrain("edge-1")
+	f.checkDrain("edge-1", tok)
 }
 
 // drainWindow is edge-1's drain window in the test (compose says 10s).
@@ -503,7 +503,7 @@ func (f *fleet) checkSlowConsumer(lbGRPC, tok string) {
 
 // checkDrain: SIGTERM on an edge with clients: readiness 503 first, then every client closed
 // with 1012, spread over the drain window, and the process gone within its shutdown timeout.
-func (f *fleet) checkDrain(name string) {
+func (f *fleet) checkDrain(name, tok string) {
 	t := f.t
 	n := 300
 	if v, err := strconv.Atoi(os.Getenv("HERALD_DRAIN_CLIENTS")); err == nil && v > 0 {
@@ -517,7 +517,7 @@ func (f *fleet) checkDrain(name string) {
 	results := make(chan closed, n)
 	var wg sync.WaitGroup
 	for range n {
-		ws := dialDRP(t, "ws://"+addr, "admin:"+adminPassword)
+		ws := dialDRP(t, "ws://"+addr, tok) // a token: verified on the edge, no login each
 		wg.Go(func() {
 			defer ws.Close()
 			_ = ws.SetReadDeadline(time.Now().Add(60 * time.Second))
