@@ -5,6 +5,7 @@
 #   make deps     the Debian packages the tests run for real, installed when missing
 #   make build    one binary per services/*/cmd/* into bin/
 #   make bench    every benchmark, once
+#   make loadtest the all-in-one stack and herald-load against it (LOAD_ARGS)
 #   make fuzz     every fuzz target for FUZZTIME each
 #   make tools    pinned developer tools into .tmp/bin
 #
@@ -32,7 +33,7 @@ GRPCURL_VERSION ?= v1.9.3
 
 include proto.mk
 
-.PHONY: all build run deps test fmt-check vet importcheck gotest bench fuzz tools clean
+.PHONY: all build run deps test fmt-check vet importcheck gotest bench loadtest fuzz tools clean
 
 all: build
 
@@ -44,7 +45,7 @@ build:
 	done
 
 run:
-	$(GO) run ./services/herald/cmd/herald
+	$(GO) run ./services/herald/cmd/herald serve
 
 test: deps fmt-check vet importcheck gotest proto-check
 
@@ -109,6 +110,24 @@ bench:
 	@for m in $(MODULES); do \
 		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...); \
 	done
+
+# A short measured run: the all-in-one Herald from bin/ on its own ports and a fresh store,
+# herald-load publishing through ingest's PublishStream, the server's pid for /proc. One
+# JSON line on stdout, a summary on stderr; see the README's performance section.
+LOAD_ARGS ?= -clients 1000 -rate 100 -duration 20s -sources 4
+LOAD_HTTP ?= 127.0.0.1:18080
+LOAD_GRPC ?= 127.0.0.1:19090
+loadtest:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/herald ./services/herald/cmd/herald
+	$(GO) build -o $(BIN)/herald-load ./services/herald/cmd/herald-load
+	@store="$$(mktemp -d)"; \
+	HERALD_ADMIN_PASSWORD=loadtest $(BIN)/herald -http.addr $(LOAD_HTTP) -grpc.addr $(LOAD_GRPC) \
+		-nats.store-dir "$$store" >"$$store/herald.log" 2>&1 & pid=$$!; \
+	trap 'kill $$pid; wait $$pid; rm -rf "$$store"' EXIT; \
+	for i in $$(seq 300); do curl -fs http://$(LOAD_HTTP)/readyz >/dev/null && break; sleep 0.1; done; \
+	$(BIN)/herald-load -edges ws://$(LOAD_HTTP)/api/v3/ws -grpc $(LOAD_GRPC) -token admin:loadtest \
+		-publish grpc-stream -pids $$pid $(LOAD_ARGS)
 
 # `go test -list '^Fuzz' ./...` prints each package's targets followed by an
 # "ok <package>" line; every target then runs alone for FUZZTIME.

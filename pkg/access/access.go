@@ -34,6 +34,9 @@ type Session struct {
 	// Password is set when the client gave a user name and password: its token was issued for
 	// this connection, so its expiry is not the client's to act on.
 	Password bool
+	// Token is the Herald token the session was verified from (issued by the login for a
+	// password), for the APIs that hand it to the client.
+	Token string
 }
 
 // Principal is the DRP-style principal string, "user:<name>".
@@ -60,7 +63,7 @@ func (a *Authenticator) Token(ctx context.Context, raw string) (Session, error) 
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: token carries a bad %w", ErrDenied, err)
 	}
-	return Session{Claims: c, Filters: f}, nil
+	return Session{Claims: c, Filters: f, Token: raw}, nil
 }
 
 // Password logs in through the auth service and verifies the token it returns.

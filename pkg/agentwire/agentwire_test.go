@@ -11,7 +11,7 @@ import (
 
 var now = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// Frames from the seed document and from chatops' agent, reused as fuzz seeds.
+// Frames of the documented protocol and of chatops' agent, reused as fuzz seeds.
 var seedFrames = []string{
 	`{"type":"auth","api_key":"hk_abc"}`,
 	`{"type":"metrics","server_id":"uuid","cpu_percent":45.2,"memory_percent":62.5,"disk_usage":[{"mountpoint":"/","usage_percent":71.5}],"network":[],"timestamp":"2024-01-01T00:00:00Z"}`,
@@ -291,7 +291,7 @@ func TestDecodeReply(t *testing.T) {
 	}
 }
 
-// TestMessagesRoundTrip checks the field names of the structs against the seed's frames.
+// TestMessagesRoundTrip checks the field names of the structs against the protocol's frames.
 func TestMessagesRoundTrip(t *testing.T) {
 	t.Parallel()
 	b, _ := Marshal(AuthSuccess{Type: TypeAuthSuccess, ServerID: "uuid", Message: MessageConnected})

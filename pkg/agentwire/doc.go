@@ -5,11 +5,12 @@
 //
 // # Two shapes
 //
-// The seed document (shared/seeds/004) and the product behind it ("chatops", shared/protocols.md
-// §4) put different messages on the wire. Herald accepts both and answers each agent in the
-// shape it speaks.
+// The server-monitoring agent protocol as its specification documents it, and the open-source
+// ChatOps product that implements it (its agent and backend), put different messages on the
+// wire (the README's "Agents" section). Herald accepts both and answers each agent in the shape
+// it speaks.
 //
-// Doc shape (seed 004), every message a flat JSON object with a "type":
+// Doc shape (the documented protocol), every message a flat JSON object with a "type":
 //
 //	C→S {"type":"auth","api_key"}
 //	S→C {"type":"auth_success","server_id","message":"Connected successfully"}

@@ -33,7 +33,7 @@ const (
 	TypeContainerLogs      = "container_logs"
 )
 
-// Fixed texts of the seed document.
+// Fixed texts of the documented agent protocol.
 const (
 	MessageConnected      = "Connected successfully"
 	MessageInvalidKey     = "Invalid or inactive API key"

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,8 @@ type HTTPServer struct {
 	StopTimeout time.Duration
 	// ReadHeaderTimeout guards against slow clients. Zero means 10s.
 	ReadHeaderTimeout time.Duration
+	// TLS, if set, serves HTTPS (and WSS) with it; HTTP/2 is offered by ALPN.
+	TLS *tls.Config
 
 	once  sync.Once
 	ready chan struct{}
@@ -64,15 +67,23 @@ func (s *HTTPServer) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           s.Handler,
+		TLSConfig:         s.TLS,
 		ReadHeaderTimeout: orDuration(s.ReadHeaderTimeout, 10*time.Second),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	s.bound = l.Addr()
 	close(s.ready)
-	log.Info("http listening", "addr", s.bound.String())
+	log.Info("http listening", "addr", s.bound.String(), "tls", s.TLS != nil)
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
+	go func() {
+		if s.TLS != nil {
+			// The certificate comes from TLS.GetCertificate: no files here.
+			served <- srv.ServeTLS(l, "", "")
+			return
+		}
+		served <- srv.Serve(l)
+	}()
 	select {
 	case err := <-served:
 		return fmt.Errorf("http serve %s: %w", s.bound, err)

@@ -1,7 +1,7 @@
 // Package drpwatch is a client of Herald's DRP event socket that does not lose events: it keeps
 // the position of the last event it got, and whenever its socket ends it reconnects, with
 // jittered exponential backoff, to the next of several edges and resumes from that position.
-// herald-watch and the herald CLI use it; any Go program watching Herald may.
+// `herald watch` uses it; any Go program watching Herald may.
 package drpwatch
 
 import (
@@ -78,7 +78,10 @@ func Watch(ctx context.Context, o Options, onEvent func(Event), onSignal func(Si
 	backoff := 100 * time.Millisecond
 	for i := 0; ctx.Err() == nil; i++ {
 		got, err := session(ctx, o, o.URLs[i%len(o.URLs)], &pos, onEvent, onSignal)
-		if errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrUnauthorized) {
 			return err
 		}
 		if got {

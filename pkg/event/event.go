@@ -98,20 +98,20 @@ func checkField(name, v string, max int, required bool) error {
 
 // ObjectFields returns the Object as a JSON object's fields, for dialects whose frames add
 // keys to it (Rancher's type and id, Salt's _stamp). An Object that is not a JSON object is
-// wrapped as {"value": <object>}, an absent one as {"value": null}. The map is the caller's.
+// wrapped as {"value": <object>}; an absent or null one has no fields (norman's remove sends
+// the object's identity only, never a null value). The map is the caller's.
 func (e *Event) ObjectFields() (map[string]json.RawMessage, error) {
 	var fields map[string]json.RawMessage
-	if len(e.Object) > 0 && e.Object[0] == '{' {
+	switch {
+	case len(e.Object) == 0 || string(e.Object) == "null":
+		return map[string]json.RawMessage{}, nil
+	case e.Object[0] == '{':
 		if err := json.Unmarshal(e.Object, &fields); err != nil {
 			return nil, fmt.Errorf("%w: object: %w", ErrInvalid, err)
 		}
 	}
 	if fields == nil {
-		value := e.Object
-		if len(value) == 0 {
-			value = json.RawMessage("null")
-		}
-		fields = map[string]json.RawMessage{"value": value}
+		fields = map[string]json.RawMessage{"value": e.Object}
 	}
 	return fields, nil
 }

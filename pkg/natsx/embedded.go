@@ -8,19 +8,31 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
-// DefaultStoreDir is where the all-in-one mode keeps JetStream data,
-// relative to the working directory (and covered by .gitignore).
-const DefaultStoreDir = "data/nats"
+// DefaultStoreDir is where the all-in-one mode keeps JetStream data: an absolute path in
+// the user's state directory ($XDG_STATE_HOME/herald/nats, else ~/.local/state/herald/nats),
+// so the stored events do not depend on the directory the process was started in. Without a
+// home directory it is herald/nats under the system's temporary directory.
+func DefaultStoreDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "herald", "nats")
+	}
+	if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
+		return filepath.Join(home, ".local", "state", "herald", "nats")
+	}
+	return filepath.Join(os.TempDir(), "herald", "nats")
+}
 
 // EmbeddedConfig configures an in-process nats-server.
 type EmbeddedConfig struct {
-	// StoreDir holds JetStream data. Empty means DefaultStoreDir.
+	// StoreDir holds JetStream data. Empty means DefaultStoreDir().
 	StoreDir string
 	// Listen also opens a client port on 127.0.0.1 that the server picks
 	// itself, never the standard 4222 a real NATS may hold. When false the
@@ -38,7 +50,7 @@ type EmbeddedConfig struct {
 
 // RegisterFlags registers the embedded server's flags on fs.
 func (c *EmbeddedConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.StoreDir, "nats.store-dir", DefaultStoreDir, "directory for the embedded NATS server's JetStream data")
+	fs.StringVar(&c.StoreDir, "nats.store-dir", DefaultStoreDir(), "directory for the embedded NATS server's JetStream data")
 	fs.BoolVar(&c.Listen, "nats.listen", false, "also let the embedded NATS server accept clients on a 127.0.0.1 port of its own choosing")
 }
 
@@ -59,7 +71,7 @@ func Embedded(cfg EmbeddedConfig) (*server.Server, error) {
 		return nil, err
 	}
 	if cfg.StoreDir == "" {
-		cfg.StoreDir = DefaultStoreDir
+		cfg.StoreDir = DefaultStoreDir()
 	}
 	if cfg.ServerName == "" {
 		cfg.ServerName = "herald"

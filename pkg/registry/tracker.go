@@ -26,7 +26,7 @@ const (
 
 // Event actions of connection events (type "connections", key the principal).
 const (
-	EventType    = "connections"
+	EventType    = event.TypeConnections
 	ActionCreate = "create"
 	ActionDelete = "delete"
 )

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/testutil"
+	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/testutil/redistest"
 )
 
@@ -184,5 +186,41 @@ func TestTrackerSurvivesRedisRestart(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() error { return tr.Check(context.Background()) })
 	if tr.Failures() == 0 {
 		t.Error("no failures counted during the outage")
+	}
+}
+
+// TestTrackerLifecycleServesKicks: with NC set, the one component a service starts (Start)
+// also serves kicks for its connections, and stops serving them when stopped.
+func TestTrackerLifecycleServesKicks(t *testing.T) {
+	ns := natstest.RunServer(t)
+	nc := natstest.Connect(t, ns)
+	ev := &events{}
+	tr, err := registry.NewTracker(registry.NewMemory(), registry.TrackerConfig{Instance: "edge-k", NC: nc, Publish: ev.publish})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := tr.Start()
+	kicked := make(chan string, 1)
+	c, untrack := tr.Track(registry.Conn{RemoteAddr: "127.0.0.1:1", Principal: "user:bob", Websocket: true, Endpoint: "drp"},
+		func(reason string) { kicked <- reason })
+	defer untrack()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		return registry.Kick(t.Context(), nc, c, "user:admin")
+	})
+	select {
+	case r := <-kicked:
+		if r != registry.KickReason("user:admin") {
+			t.Fatalf("kick reason %q", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("kick not delivered")
+	}
+	untrack()
+	stop() // the goodbye publishes the events still queued
+	if ev.count("connections.create.user:bob") != 1 || ev.count("connections.delete.user:bob") != 1 {
+		t.Errorf("events = %s, want one create and one delete", ev)
+	}
+	if err := registry.Kick(t.Context(), nc, c, "user:admin"); !errors.Is(err, registry.ErrNotHeld) {
+		t.Errorf("kick after stop = %v, want ErrNotHeld", err)
 	}
 }

@@ -1,7 +1,7 @@
 // Package servicemain is the main of every standalone Herald service: flags with HERALD_*
 // environment variables, logging, signals, the NATS connection, Redis when configured, the
 // auth public key when the service verifies tokens, and one HTTP and one gRPC listener with
-// health endpoints, started in order and stopped in reverse. A service's main says only how
+// health endpoints (app.Front, as the all-in-one process), started in order and stopped in reverse. A service's main says only how
 // to build the service from that.
 package servicemain
 
@@ -16,13 +16,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/authwire"
 	"github.com/heraldhq/herald/pkg/config"
-	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/natsx"
 	"github.com/heraldhq/herald/pkg/redisx"
 	"github.com/heraldhq/herald/pkg/token"
@@ -52,8 +49,7 @@ type Env struct {
 // Service is what every Herald service provides.
 type Service interface {
 	app.Runner
-	Register(mux *http.ServeMux)
-	RegisterGRPC(s grpc.ServiceRegistrar)
+	app.Part
 }
 
 // Built is a service and how the process serves it.
@@ -79,9 +75,9 @@ func Main(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Buil
 func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built, error)) error {
 	var appCfg app.Config
 	var natsCfg natsx.Config
+	var listen app.ListenConfig
 	fs := flag.NewFlagSet(opts.Name, flag.ContinueOnError)
-	httpAddr := fs.String("http.addr", opts.HTTPAddr, "HTTP listen address")
-	grpcAddr := fs.String("grpc.addr", opts.GRPCAddr, "gRPC listen address (server reflection on)")
+	listen.RegisterFlags(fs, opts.HTTPAddr, opts.GRPCAddr)
 	var pubKey, redisURL *string
 	if opts.Verifies {
 		pubKey = fs.String("auth.public-key", "", "auth's Ed25519 public key, base64 (empty: fetch it from auth over NATS)")
@@ -95,7 +91,7 @@ func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built
 	if err := config.Parse(fs, os.Args[1:]); err != nil {
 		return err
 	}
-	if err := errors.Join(appCfg.Validate(), natsCfg.Validate()); err != nil {
+	if err := errors.Join(appCfg.Validate(), natsCfg.Validate(), listen.Validate()); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -131,33 +127,24 @@ func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built
 		return err
 	}
 
+	front, err := app.NewFront(listen, log, b.Service)
+	if err != nil {
+		return err
+	}
+	front.Health.DrainDelay = appCfg.DrainDelay
 	probe, err := natsx.ServeHealth(nc, opts.Name)
 	if err != nil {
 		return err
 	}
-	health := &app.Health{DrainDelay: appCfg.DrainDelay}
-	health.AddCheck("nats", probe.Check)
+	front.Health.AddCheck("nats", probe.Check)
 	if b.Ready != nil {
-		health.AddCheck(opts.Name, b.Ready)
+		front.Health.AddCheck(opts.Name, b.Ready)
 	}
-	mux := http.NewServeMux()
-	b.Service.Register(mux)
 	if b.Degraded != nil {
-		health.AddDegradedCheck(opts.Name, b.Degraded)
+		front.Health.AddDegradedCheck(opts.Name, b.Degraded)
 	}
-	health.Register(mux)
-	metrics.Register(mux)
-	var handler http.Handler = mux
 	if b.Wrap != nil {
-		handler = b.Wrap(mux)
+		front.HTTP.Handler = b.Wrap(front.Mux)
 	}
-	gs := grpc.NewServer()
-	b.Service.RegisterGRPC(gs)
-	reflection.Register(gs)
-	return appCfg.Run(ctx, log,
-		app.Named{Name: opts.Name, Runner: b.Service},
-		app.Named{Name: "grpc", Runner: &app.GRPCServer{Addr: *grpcAddr, Server: gs, Log: log}},
-		app.Named{Name: "http", Runner: &app.HTTPServer{Addr: *httpAddr, Handler: handler, Log: log}},
-		app.Named{Name: "health", Runner: health},
-	)
+	return appCfg.Run(ctx, log, append([]app.Named{{Name: opts.Name, Runner: b.Service}}, front.Runners()...)...)
 }

@@ -40,3 +40,8 @@ func Health(id string) string { return "herald.health." + EncodeToken(id) }
 // EventStream takes writes, and nothing is stored. It lies inside EventsWildcard but has
 // three tokens where every event subject has six, so no event filter matches it.
 const EventStreamProbe = EventsPrefix + ".probe"
+
+// MsgIDHeader is the NATS header carrying an event's id. JetStream stores a message once per id
+// within the stream's duplicate window and answers a repeat with the original sequence, which
+// makes a retried publish idempotent.
+const MsgIDHeader = "Nats-Msg-Id"

@@ -57,6 +57,9 @@ func (q *Queue[T]) Len() int { return len(q.items) }
 // returns the number of items it left unhandled when that deadline passed.
 func (q *Queue[T]) Run(ctx context.Context, drain time.Duration) (abandoned int) {
 	for {
+		if ctx.Err() != nil { // ended: select would pick between items and Done at random
+			return q.drain(drain)
+		}
 		select {
 		case item := <-q.items:
 			q.handle(context.Background(), item)

@@ -39,13 +39,15 @@ type Config struct {
 }
 
 // RegisterFlags binds the limits to flags named prefix+"max-frame-bytes" and so on.
+// The flags' defaults are the values in force, so -print-config and -h show them.
 func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
-	fs.Int64Var(&c.MaxMessageBytes, prefix+"max-frame-bytes", 0, "largest WebSocket frame accepted from a client (0: 4096)")
-	fs.IntVar(&c.SendQueue, prefix+"send-queue", 0, "messages queued per client before it is closed as slow (0: 1024)")
-	fs.IntVar(&c.SendQueueBytes, prefix+"send-queue-bytes", 0, "bytes queued per client before it is closed as slow (0: 4 MiB)")
-	fs.DurationVar(&c.PingInterval, prefix+"ping-interval", 0, "WebSocket ping period (0: 54s)")
-	fs.DurationVar(&c.PongWait, prefix+"pong-wait", 0, "silence after which a client is dead (0: 60s)")
-	fs.DurationVar(&c.WriteTimeout, prefix+"write-timeout", 0, "bound on one write to a client (0: 10s)")
+	d := Config{}.withDefaults()
+	fs.Int64Var(&c.MaxMessageBytes, prefix+"max-frame-bytes", d.MaxMessageBytes, "largest WebSocket frame accepted from a client")
+	fs.IntVar(&c.SendQueue, prefix+"send-queue", d.SendQueue, "messages queued per client before it is closed as slow")
+	fs.IntVar(&c.SendQueueBytes, prefix+"send-queue-bytes", d.SendQueueBytes, "bytes queued per client before it is closed as slow")
+	fs.DurationVar(&c.PingInterval, prefix+"ping-interval", d.PingInterval, "WebSocket ping period")
+	fs.DurationVar(&c.PongWait, prefix+"pong-wait", d.PongWait, "silence after which a client is dead")
+	fs.DurationVar(&c.WriteTimeout, prefix+"write-timeout", d.WriteTimeout, "bound on one write to a client")
 }
 
 // Validate reports settings that cannot work.

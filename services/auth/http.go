@@ -70,7 +70,7 @@ type saltLogin struct {
 	Expire json.Number `json:"expire"`
 	User   string      `json:"user"`
 	Eauth  string      `json:"eauth"`
-	Perms  []string    `json:"perms"`
+	Perms  []any       `json:"perms"`
 }
 
 // saltStatus is Salt's error body, e.g. {"status": "401 Unauthorized",
@@ -122,7 +122,7 @@ func (s *Service) handleSaltLogin(w http.ResponseWriter, r *http.Request) {
 		Expire: epochSeconds(c.ExpiresAt),
 		User:   c.Subject,
 		Eauth:  fields["eauth"],
-		Perms:  c.Permissions,
+		Perms:  saltPerms(c.Permissions),
 	}}})
 }
 

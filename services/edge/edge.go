@@ -18,20 +18,30 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/heraldhq/herald/pkg/access"
+	"github.com/heraldhq/herald/pkg/agentrpc"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
+	"github.com/heraldhq/herald/services/edge/chatops"
 	"github.com/heraldhq/herald/services/edge/connections"
+	"github.com/heraldhq/herald/services/edge/console"
 	"github.com/heraldhq/herald/services/edge/drp"
+	"github.com/heraldhq/herald/services/edge/drpapi"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/monitor"
 	"github.com/heraldhq/herald/services/edge/rancher"
 	"github.com/heraldhq/herald/services/edge/salt"
 	"github.com/heraldhq/herald/services/edge/socket"
 )
+
+// DefaultShutdownTimeout is how long the edge waits for clients to go after close 1001.
+const DefaultShutdownTimeout = 5 * time.Second
+
+// DefaultDrainWindow is how long a stopping edge spreads its sockets' 1012 closes over.
+const DefaultDrainWindow = 5 * time.Second
 
 // Config is the edge's settings. The zero value of a field means its default.
 type Config struct {
@@ -59,11 +69,12 @@ type Config struct {
 // RegisterFlags binds the settings to flags (edge.max-frame-bytes, edge.send-queue, ...).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.WS.RegisterFlags(fs, "edge.")
-	fs.IntVar(&c.Hub.Inbound, "edge.inbound", 0, "events buffered between NATS and the fan-out (0: 65536)")
-	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", 0, "wait for clients to close on shutdown, after the drain window (0: 5s)")
-	fs.DurationVar(&c.DrainWindow, "edge.drain-window", 0, "on shutdown, spread the sockets' closes (1012) over this long (0: 5s; negative: all at once)")
-	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 0, "wait for the auth message on metrics and logs sockets (0: 10s)")
-	fs.DurationVar(&c.RegistryTTL, "edge.registry-ttl", 0, "how long a dead edge's connections stay listed (0: 30s)")
+	// Defaults are the values in force (a zero would mean the same), so -print-config shows them.
+	fs.IntVar(&c.Hub.Inbound, "edge.inbound", 65536, "events buffered between NATS and the fan-out")
+	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", DefaultShutdownTimeout, "wait for clients to close on shutdown")
+	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 10*time.Second, "wait for the auth message on metrics and logs sockets")
+	fs.DurationVar(&c.RegistryTTL, "edge.registry-ttl", registry.DefaultTTL, "how long a dead edge's connections stay listed")
+	fs.DurationVar(&c.DrainWindow, "edge.drain-window", DefaultDrainWindow, "on shutdown, spread the sockets' closes (1012) over this long (negative: all at once)")
 	fs.Func("edge.allowed-origins", "comma-separated origins (https://host[:port]) whose pages may open Rancher sockets with the R_SESS cookie; the edge's own origin is always allowed",
 		func(v string) error {
 			for o := range strings.SplitSeq(v, ",") {
@@ -73,9 +84,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 			}
 			return nil
 		})
-	fs.DurationVar(&c.SaltReplayWindow, "edge.salt-replay-window", 0, "how far back formatted_events replays jobs and facts (0: 1h)")
-	fs.IntVar(&c.SaltMaxJobs, "edge.salt-max-jobs", 0, "jobs kept per formatted_events socket (0: 200)")
-	fs.IntVar(&c.MaxReplay, "edge.max-replay", 0, "events one resume may replay; further behind is too old (0: 200000)")
+	fs.DurationVar(&c.SaltReplayWindow, "edge.salt-replay-window", salt.DefaultReplayWindow, "how far back formatted_events replays jobs and facts")
+	fs.IntVar(&c.SaltMaxJobs, "edge.salt-max-jobs", salt.DefaultMaxJobs, "jobs kept per formatted_events socket")
+	fs.IntVar(&c.MaxReplay, "edge.max-replay", socket.DefaultMaxReplay, "events one resume may replay; further behind is too old")
 }
 
 // Validate reports settings that cannot work.
@@ -108,6 +119,8 @@ type Edge struct {
 	metrics *monitor.Handler
 	logs    *monitor.Handler
 	conns   *connections.Handler
+	drpAPI  *drpapi.Handler
+	chatops *chatops.Handler
 	rancher *rancher.Handler
 	saltAll *salt.Handler
 	saltFmt *salt.Handler
@@ -127,10 +140,10 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 5 * time.Second
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if cfg.DrainWindow == 0 {
-		cfg.DrainWindow = 5 * time.Second
+		cfg.DrainWindow = DefaultDrainWindow
 	}
 	log := deps.Log
 	if log == nil {
@@ -183,6 +196,9 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 		metrics: &monitor.Handler{Kind: monitor.Metrics, Runtime: rt, Latest: deps.Latest},
 		logs:    &monitor.Handler{Kind: monitor.Logs, Runtime: rt},
 		conns:   &connections.Handler{Auth: auth, Tracker: tracker, NC: deps.NC, Log: log},
+		drpAPI:  &drpapi.Handler{Auth: auth, JS: js, Instance: instance, Log: log},
+		chatops: &chatops.Handler{Auth: auth, NC: deps.NC, Tracker: tracker, Latest: deps.Latest, Facts: deps.Facts,
+			JobIDs: &agentrpc.JobIDs{}, Log: log},
 		rancher: &rancher.Handler{Runtime: rt, AllowedOrigins: cfg.AllowedOrigins},
 		saltAll: &salt.Handler{Kind: salt.AllEvents, Runtime: rt},
 		saltFmt: &salt.Handler{Kind: salt.FormattedEvents, Runtime: rt,
@@ -196,12 +212,15 @@ func (e *Edge) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+monitor.MetricsPath, e.metrics)
 	mux.Handle("GET "+monitor.LogsPath, e.logs)
 	e.conns.Register(mux)
+	e.drpAPI.Register(mux)
+	e.chatops.Register(mux)
 	// One Rancher handler serves the three levels; it reads the level from the path.
 	mux.Handle("GET "+rancher.GlobalPath, e.rancher)
 	mux.Handle("GET "+rancher.ClusterPath, e.rancher)
 	mux.Handle("GET "+rancher.ProjectPath, e.rancher)
 	mux.Handle("GET "+salt.AllEventsPath, e.saltAll)
 	mux.Handle("GET "+salt.FormattedEventsPath, e.saltFmt)
+	mux.Handle("GET "+console.Path, console.Handler())
 }
 
 // RegisterGRPC registers ConnectionService on s.

@@ -5,11 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,44 +21,23 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/herald"
 )
 
-var (
-	agentBinOnce sync.Once
-	agentBin     string
-	agentBinErr  error
-)
-
 // agentBinary builds the real herald-agent once per test run.
 func agentBinary(t *testing.T) string {
 	t.Helper()
-	agentBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "herald-agent-bin")
-		if err != nil {
-			agentBinErr = err
-			return
-		}
-		agentBin = filepath.Join(dir, "herald-agent")
-		cmd := exec.Command("go", "build", "-o", agentBin, "./cmd/herald-agent")
-		cmd.Dir = "../agent"
-		if out, err := cmd.CombinedOutput(); err != nil {
-			agentBinErr = fmt.Errorf("go build herald-agent: %v\n%s", err, out)
-		}
-	})
-	if agentBinErr != nil {
-		t.Fatal(agentBinErr)
-	}
-	return agentBin
+	return testutil.GoBuild(t, "../agent", "./cmd/herald-agent")
 }
 
 // startAgentStack is startStack with heartbeats short enough to observe in a test.
 func startAgentStack(t *testing.T) *herald.Stack {
 	t.Helper()
-	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}}
 	cfg.NATS.StoreDir = t.TempDir()
 	cfg.Auth.AdminPassword = "correct horse"
 	cfg.Auth.BcryptCost = bcrypt.MinCost
@@ -70,24 +46,11 @@ func startAgentStack(t *testing.T) *herald.Stack {
 	return runStack(t, cfg)
 }
 
-// startAgent runs the real agent binary against url until the test ends or it is killed.
-func startAgent(t *testing.T, url, key string) *exec.Cmd {
+// startAgent runs the real agent binary against url until the test ends or it is killed;
+// extra are more of its flags.
+func startAgent(t *testing.T, url, key string, extra ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(agentBinary(t), "-url", url, "-interval", "200ms", "-enable-commands",
-		"-ping-interval", "500ms")
-	cmd.Env = append(os.Environ(), "HERALD_API_KEY="+key)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("agent output:\n%s", logs.String())
-		}
-	})
+	cmd, _ := launchAgent(t, url, key, append([]string{"-interval", "200ms", "-enable-commands", "-ping-interval", "500ms"}, extra...)...)
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -428,13 +429,33 @@ func TestFleetConnections(t *testing.T) {
 		if m, err := a2.read(); err != nil || str(m, "type") != "pong" {
 			t.Fatalf("agent after kick: %v %v", m, err)
 		}
-		list, err := cli.List(ctx, &heraldv1.ListRequest{Endpoint: "drp"})
-		if err != nil {
-			t.Fatal(err)
-		}
 		all = slicesDelete(all, b2.addr())
 		testutil.Eventually(t, 5*time.Second, func() error { return listed(e1, admin, all) })
-		_ = list
+		// gRPC List with a filter: exactly the DRP sockets still open, the kicked one gone.
+		testutil.Eventually(t, 5*time.Second, func() error {
+			list, err := cli.List(ctx, &heraldv1.ListRequest{Endpoint: "drp"})
+			if err != nil {
+				return err
+			}
+			var got, want []string
+			for _, c := range list.GetConnections() {
+				if c.GetEndpoint() != "drp" || !c.GetWebsocket() {
+					return fmt.Errorf("List(endpoint drp) returned %v", c)
+				}
+				got = append(got, c.GetRemoteAddr())
+			}
+			for _, w := range all {
+				if w.endpoint == "drp" {
+					want = append(want, w.addr)
+				}
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("List(endpoint drp) = %v, want %v", got, want)
+			}
+			return nil
+		})
 		testutil.Eventually(t, 5*time.Second, func() error {
 			if !seen.has("delete", resp.GetConnection().GetId()) {
 				return errors.New("no connections.delete for the kicked connection")

@@ -380,7 +380,7 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		wg.Add(1)
 		go func() { defer wg.Done(); c.run(ctx) }()
 	}
-	// And the watcher Herald ships (herald-watch, the CLI), given every edge, edge-1 first.
+	// And the watcher Herald ships (`herald watch`), given every edge, edge-1 first.
 	var urls []string
 	for _, e := range edges {
 		urls = append(urls, e.url+"/api/v3/ws")

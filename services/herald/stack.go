@@ -11,19 +11,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/app"
-	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/natsx"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/token"
@@ -34,13 +30,14 @@ import (
 
 // Config is the whole process's configuration.
 type Config struct {
-	HTTPAddr string // every HTTP and WebSocket route
-	GRPCAddr string // every gRPC service, with reflection
-	App      app.Config
-	NATS     natsx.EmbeddedConfig
-	Auth     auth.Config
-	Ingest   ingest.Config
-	Edge     edge.Config
+	// Listen is where every HTTP and WebSocket route and every gRPC service (with
+	// reflection) is served, with TLS when configured.
+	Listen app.ListenConfig
+	App    app.Config
+	NATS   natsx.EmbeddedConfig
+	Auth   auth.Config
+	Ingest ingest.Config
+	Edge   edge.Config
 	// RedisURL, when set, keeps users and API keys, agent state and the connection registry
 	// in Redis, shared with other Herald processes; empty keeps them in memory.
 	RedisURL string
@@ -51,8 +48,8 @@ type Config struct {
 
 // RegisterFlags registers every flag of the process on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.HTTPAddr, "http.addr", "127.0.0.1:8080", "HTTP and WebSocket listen address")
-	fs.StringVar(&c.GRPCAddr, "grpc.addr", "127.0.0.1:9090", "gRPC listen address")
+	c.Listen.RegisterFlags(fs, "127.0.0.1:8080", "127.0.0.1:9090")
+	c.Listen.RegisterDevFlags(fs)
 	c.App.RegisterFlags(fs)
 	c.NATS.RegisterFlags(fs)
 	c.Auth.RegisterFlags(fs)
@@ -70,7 +67,7 @@ func (c Config) Validate() error {
 			redisErr = fmt.Errorf("redis.url: %w", err)
 		}
 	}
-	return errors.Join(c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate(), c.Edge.Validate(), redisErr)
+	return errors.Join(c.Listen.Validate(), c.App.Validate(), c.NATS.Validate(), c.Auth.Validate(), c.Ingest.Validate(), c.Edge.Validate(), redisErr)
 }
 
 // Stack is one all-in-one Herald. New checks the configuration; Run starts
@@ -78,20 +75,24 @@ func (c Config) Validate() error {
 type Stack struct {
 	cfg   Config
 	log   *slog.Logger
-	http  *app.HTTPServer
-	grpc  *app.GRPCServer
 	ready chan struct{}
 
 	mu     sync.Mutex
+	front  *app.Front
 	nats   *server.Server
 	auth   *auth.Service
 	edge   *edge.Edge
-	devKey string
+	devKey string // the secret, when this start made the key
+	devID  string // the key's id
 }
 
-// DevServerID is the server id of the API key the stack creates at start
-// while API keys live in memory, so a newcomer can start an agent at once.
+// DevServerID is the server id of the API key the stack makes at start, so
+// a newcomer can start an agent at once.
 const DevServerID = "dev-server"
+
+// devKeyName labels the dev key, so a start with a persistent key store
+// finds the one an earlier start made.
+const devKeyName = "dev key made by make run"
 
 // New checks cfg. It starts nothing. A nil log discards.
 func New(cfg Config, log *slog.Logger) (*Stack, error) {
@@ -101,23 +102,35 @@ func New(cfg Config, log *slog.Logger) (*Stack, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Stack{
-		cfg:   cfg,
-		log:   log,
-		http:  &app.HTTPServer{Addr: cfg.HTTPAddr, Log: log},
-		grpc:  &app.GRPCServer{Addr: cfg.GRPCAddr, Log: log},
-		ready: make(chan struct{}),
-	}, nil
+	return &Stack{cfg: cfg, log: log, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once every component runs and the listeners are bound.
 func (s *Stack) Ready() <-chan struct{} { return s.ready }
 
 // HTTPAddr is the bound HTTP address (host:port), valid after Ready.
-func (s *Stack) HTTPAddr() string { return s.http.BoundAddr() }
+func (s *Stack) HTTPAddr() string {
+	if f := s.Front(); f != nil {
+		return f.HTTP.BoundAddr()
+	}
+	return ""
+}
 
 // GRPCAddr is the bound gRPC address (host:port), valid after Ready.
-func (s *Stack) GRPCAddr() string { return s.grpc.BoundAddr() }
+func (s *Stack) GRPCAddr() string {
+	if f := s.Front(); f != nil {
+		return f.GRPC.BoundAddr()
+	}
+	return ""
+}
+
+// Front is what the process serves on (listeners, certificate, health), valid after Ready;
+// tests read its Certificate to trust the development one.
+func (s *Stack) Front() *app.Front {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.front
+}
 
 // NATSServer is the embedded NATS server, valid after Ready; tests use it
 // to count subscriptions or to connect a client of their own.
@@ -136,7 +149,8 @@ func (s *Stack) Auth() *auth.Service {
 }
 
 // DevAPIKey is the API key made at start for server DevServerID, valid
-// after Ready.
+// after Ready. It is empty when a persistent key store (Redis) already held
+// the dev key: its secret was shown by the start that made it.
 func (s *Stack) DevAPIKey() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -191,12 +205,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	authSvc, err := auth.New(s.cfg.Auth, auth.Deps{NC: authNC, Log: s.log, Store: authStore})
 	w.check(err)
 	w.add("auth", authSvc)
-	// The auth store is memory here, so keys die with the process: make a
-	// fresh dev key each start (printed by Banner). Skip this once a
-	// persistent key store is configured.
 	var devKey auth.NewAPIKey
 	if authSvc != nil {
-		devKey, err = authSvc.CreateAPIKey(ctx, DevServerID, "dev key made by make run")
+		devKey, err = ensureDevKey(ctx, authSvc, s.cfg.RedisURL != "")
 		w.check(err)
 	}
 	var verifier token.Verifier
@@ -218,9 +229,12 @@ func (s *Stack) Run(ctx context.Context) error {
 		return w.err
 	}
 
-	mux := http.NewServeMux()
-	gs := grpc.NewServer()
-	health := &app.Health{DrainDelay: s.cfg.App.DrainDelay}
+	front, err := app.NewFront(s.cfg.Listen, s.log, authSvc, ingestSvc, edgeSvc)
+	if err != nil {
+		w.abort()
+		return err
+	}
+	front.Health.DrainDelay = s.cfg.App.DrainDelay
 	// Readiness proves delivery: each service's own NATS connection makes a round trip, and
 	// the event stream takes writes.
 	for _, c := range []struct {
@@ -232,36 +246,51 @@ func (s *Stack) Run(ctx context.Context) error {
 			w.abort()
 			return err
 		}
-		health.AddCheck(c.name+" nats", probe.Check)
+		front.Health.AddCheck(c.name+" nats", probe.Check)
 	}
-	health.AddCheck("ingest event stream", ingestSvc.CheckStream)
-	metrics.Register(mux)
-	authSvc.Register(mux)
-	authSvc.RegisterGRPC(gs)
-	ingestSvc.Register(mux)
-	ingestSvc.RegisterGRPC(gs)
-	edgeSvc.Register(mux)
-	edgeSvc.RegisterGRPC(gs)
-	// Without the registry both keep serving (issue 4): degraded, not unready.
-	health.AddDegradedCheck("edge connection registry", edgeSvc.Tracker().Check)
-	health.AddDegradedCheck("ingest connection registry", ingestSvc.Tracker().Check)
-	health.Register(mux)
-	reflection.Register(gs)
-	// Every plain request through this process is listed while in flight (issue 4).
-	s.http.Handler, s.grpc.Server = edgeSvc.TrackREST(mux), gs
+	front.Health.AddCheck("ingest event stream", ingestSvc.CheckStream)
+	// Without the registry both keep serving: degraded, not unready.
+	front.Health.AddDegradedCheck("edge connection registry", edgeSvc.Tracker().Check)
+	front.Health.AddDegradedCheck("ingest connection registry", ingestSvc.Tracker().Check)
+	// Every plain request through this process is listed while in flight.
+	front.HTTP.Handler = edgeSvc.TrackREST(front.Mux)
 
 	s.mu.Lock()
-	s.nats, s.auth, s.edge, s.devKey = ns, authSvc, edgeSvc, devKey.Key
+	s.nats, s.auth, s.edge, s.devKey, s.devID, s.front = ns, authSvc, edgeSvc, devKey.Key, devKey.ID, front
 	s.mu.Unlock()
-	w.add("grpc", s.grpc)
-	w.add("http", s.http)
-	w.add("health", health)
+	for _, r := range front.Runners() {
+		w.add(r.Name, r.Runner)
+	}
 	w.add("ready", app.RunnerFunc(func(ctx context.Context) error {
 		close(s.ready)
 		<-ctx.Done()
 		return nil
 	}))
 	return s.cfg.App.Run(ctx, s.log, w.runners...)
+}
+
+// ensureDevKey makes the dev API key for DevServerID. With keys in memory
+// they die with the process, so every start makes one. With a persistent
+// store it is made once: a later start finds the active key an earlier one
+// made and returns it without its secret (only its hash is stored), rather
+// than adding another permanent key on every start.
+func ensureDevKey(ctx context.Context, a *auth.Service, persistent bool) (auth.NewAPIKey, error) {
+	if persistent {
+		keys, err := a.ListAPIKeys(ctx, DevServerID)
+		if err != nil {
+			return auth.NewAPIKey{}, fmt.Errorf("dev api key: %w", err)
+		}
+		for _, k := range keys {
+			if !k.Revoked && k.Name == devKeyName {
+				return auth.NewAPIKey{APIKey: k}, nil
+			}
+		}
+	}
+	k, err := a.CreateAPIKey(ctx, DevServerID, devKeyName)
+	if err != nil {
+		return auth.NewAPIKey{}, fmt.Errorf("dev api key: %w", err)
+	}
+	return k, nil
 }
 
 // wiring collects runners in start order while the services are built,
@@ -319,22 +348,50 @@ func (w *wiring) abort() {
 // Banner tells a person what is running and how to reach it; call it after
 // Ready.
 func (s *Stack) Banner(w io.Writer) {
+	f := s.Front()
 	h, g := s.HTTPAddr(), s.GRPCAddr()
+	web, ws, grpcurl, tlsLine := "http", "ws", "-plaintext", ""
+	if f.TLS() {
+		web, ws = "https", "wss"
+		// curl -k and DRP's clients skip verification; pin the fingerprint to check it.
+		tlsLine = fmt.Sprintf("  TLS        certificate SHA-256 %s\n", f.Certificate().Fingerprint())
+	}
+	if f.GRPCTLS() {
+		grpcurl = "-insecure"
+	}
 	fmt.Fprintf(w, `
 Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second Ctrl-C exits at once.
-  HTTP       http://%[1]s   (health: /healthz, /readyz)
-  WebSocket  ws://%[1]s/api/v3/ws   (Digital Rebar dialect)
-             ws://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
-             ws://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
-             ws://%[1]s/v3/subscribe, /v3/clusters/<id>/subscribe, /v3/projects/<id>/subscribe   (Rancher)
-             ws://%[1]s/all_events/<token>, /formatted_events/<token>   (Salt; token from POST /login)
-  REST       http://%[1]s/api/v3/connections   (every live connection in the fleet)
-  gRPC       %[2]s   (reflection on: grpcurl -plaintext %[2]s list)
+  HTTP       %[5]s://%[1]s   (health: /healthz, /readyz)
+  Console    %[5]s://%[1]s/console/   (log in as admin)
+%[8]s  WebSocket  %[6]s://%[1]s/api/v3/ws   (Digital Rebar dialect)
+             %[6]s://%[1]s/api/v1/ws/metrics/<server_id>, .../logs/<server_id>   (monitoring, token in the first message)
+             %[6]s://%[1]s/api/v1/agents/ws   (agents, API key in the first message)
+             %[6]s://%[1]s/v3/subscribe, /v3/clusters/<id>/subscribe, /v3/projects/<id>/subscribe   (Rancher)
+             %[6]s://%[1]s/all_events/<token>, /formatted_events/<token>   (Salt; token from POST /login)
+  REST       %[5]s://%[1]s/api/v3/connections   (every live connection in the fleet)
+  gRPC       %[2]s   (reflection on: grpcurl %[7]s %[2]s list)
 Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged above):
-  curl -s -X POST http://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
-Start an agent (dev API key for server %[3]s, made at start, gone at exit):
-  cd services/agent && go run ./cmd/herald-agent -url ws://%[1]s/api/v1/agents/ws -api-key %[4]s
-Manage API keys: go run ./services/auth/cmd/herald-keys -addr %[2]s -user admin -password ... list
+  curl -sk -X POST %[5]s://%[1]s/api/v1/auth/login -d '{"username":"admin","password":"..."}'
+%[3]s
+The CLI: go run ./services/herald/cmd/herald login -u admin, then herald watch, run, keys, ... (herald --help)
 
-`, h, g, DevServerID, s.DevAPIKey())
+`, h, g, s.agentHint(ws+"://"+h), s.DevAPIKey(), web, ws, grpcurl, tlsLine)
+}
+
+// agentHint is the Banner's line on starting an agent with the dev key; base is the edge's
+// ws:// or wss:// address.
+func (s *Stack) agentHint(base string) string {
+	s.mu.Lock()
+	key, id := s.devKey, s.devID
+	s.mu.Unlock()
+	if key == "" {
+		return fmt.Sprintf("Start an agent: the dev API key for server %s (id %s) is kept in Redis from an earlier start,\n"+
+			"  with the secret shown then; revoke it (herald keys revoke %s) and restart for a new one.", DevServerID, id, id)
+	}
+	life := "made at start, gone at exit"
+	if s.cfg.RedisURL != "" {
+		life = "made once and kept in Redis: note it, later starts reuse it"
+	}
+	return fmt.Sprintf("Start an agent (dev API key for server %s, %s):\n"+
+		"  cd services/agent && go run ./cmd/herald-agent -url %s/api/v1/agents/ws -api-key %s -enable-commands", DevServerID, life, base, key)
 }

@@ -1,6 +1,7 @@
 package herald_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,7 +17,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/heraldhq/herald/pkg/app"
 	"github.com/heraldhq/herald/pkg/natsx"
+	"github.com/heraldhq/herald/pkg/testutil/redistest"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/herald"
 )
@@ -25,7 +28,7 @@ import (
 // and a function that stops it and returns Run's error.
 func startStack(t *testing.T) (*herald.Stack, func() error) {
 	t.Helper()
-	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}}
 	cfg.NATS.StoreDir = t.TempDir()
 	cfg.Auth.AdminPassword = "correct horse"
 	cfg.Auth.BcryptCost = bcrypt.MinCost
@@ -156,7 +159,7 @@ func TestStackServesAndStopsCleanly(t *testing.T) {
 }
 
 func TestStackReportsBadConfig(t *testing.T) {
-	cfg := herald.Config{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}}
 	cfg.NATS = natsx.EmbeddedConfig{StoreDir: t.TempDir(), ReadyTimeout: -time.Second}
 	if _, err := herald.New(cfg, nil); err == nil {
 		t.Fatal("New accepted a negative NATS ready timeout")
@@ -186,4 +189,40 @@ func listServices(t *testing.T, cc *grpc.ClientConn) []string {
 		names = append(names, s.GetName())
 	}
 	return names
+}
+
+// TestStackWithRedisMakesOneDevKey: with a persistent key store the dev key
+// is made by the first start and reused by the next, not added every time.
+func TestStackWithRedisMakesOneDevKey(t *testing.T) {
+	rs := redistest.Start(t)
+	cfg := herald.Config{Listen: app.ListenConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"}, RedisURL: rs.URL()}
+	cfg.Auth.AdminPassword = "correct horse"
+	cfg.Auth.BcryptCost = bcrypt.MinCost
+	var b bytes.Buffer
+
+	cfg.NATS.StoreDir = t.TempDir()
+	first, stop := startStackWith(t, cfg)
+	if first.DevAPIKey() == "" {
+		t.Fatal("the first start made no dev key")
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("first stop: %v", err)
+	}
+
+	cfg.NATS.StoreDir = t.TempDir()
+	second, _ := startStackWith(t, cfg)
+	if second.DevAPIKey() != "" {
+		t.Error("the second start made (and showed) another dev key")
+	}
+	keys, err := second.Auth().ListAPIKeys(t.Context(), herald.DevServerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].Revoked {
+		t.Fatalf("dev-server keys after two starts = %+v, want the one active key", keys)
+	}
+	second.Banner(&b)
+	if !strings.Contains(b.String(), "kept in Redis from an earlier start") || !strings.Contains(b.String(), keys[0].ID) {
+		t.Errorf("banner does not say where the dev key is:\n%s", b.String())
+	}
 }

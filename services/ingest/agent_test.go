@@ -267,7 +267,7 @@ func (a *agentClient) read() map[string]any {
 	return m
 }
 
-// expectError reads the seed's error frame with message.
+// expectError reads the protocol's error frame with message.
 func (a *agentClient) expectError(message string) {
 	a.t.Helper()
 	if m := a.read(); m["type"] != "error" || m["message"] != message {
@@ -896,7 +896,7 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// A revoked key ends the connection that uses it at once, with the seed's error frame and
+// A revoked key ends the connection that uses it at once, with the protocol's error frame and
 // 1008; the agent of another key stays.
 func TestRevokedKeyClosesItsAgent(t *testing.T) {
 	env := newAgentEnv(t)

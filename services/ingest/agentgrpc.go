@@ -148,6 +148,7 @@ func (s *Service) requestTimeout(d *durationpb.Duration) (time.Duration, error) 
 type caller struct {
 	principal string
 	filters   []event.Filter
+	expires   time.Time // the token's expiry, for calls that outlive it (PublishStream)
 }
 
 // authenticate reads "authorization: Bearer <token>" and verifies the token locally.
@@ -167,7 +168,7 @@ func (s *Service) authenticate(ctx context.Context) (caller, error) {
 	if err != nil {
 		return caller{}, status.Errorf(codes.Unauthenticated, "token carries a bad permission: %v", err)
 	}
-	return caller{principal: "user:" + claims.Subject, filters: filters}, nil
+	return caller{principal: "user:" + claims.Subject, filters: filters, expires: claims.ExpiresAt}, nil
 }
 
 // authorize checks the caller may do typ.action on serverID: a token filter must match the

@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"time"
+
+	"google.golang.org/grpc"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/eventpub"
 	"github.com/heraldhq/herald/pkg/subject"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
@@ -33,7 +38,25 @@ func (g *eventServer) Publish(ctx context.Context, req *heraldv1.PublishRequest)
 	if err != nil {
 		return nil, err
 	}
-	ev, err := eventFromProto(req.GetEvent())
+	ev, err := g.permitted(who, req.GetEvent())
+	if err != nil {
+		return nil, err
+	}
+	ack, err := g.svc.PublishID(ctx, req.GetEvent().GetId(), ev)
+	if err != nil {
+		return nil, g.statusError(ctx, err)
+	}
+	return publishResponse(ev, ack), nil
+}
+
+// permitted converts and validates the wire event and checks who may post it, filling in the caller as
+// principal when the event names none. Errors are gRPC statuses.
+func (g *eventServer) permitted(who caller, pe *heraldv1.Event) (*event.Event, error) {
+	ev, err := eventFromProto(pe)
+	if err == nil {
+		// A bad event is the caller's error whatever it may post.
+		err = checkEvent(pe.GetId(), ev)
+	}
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, invalidMessage(err))
 	}
@@ -43,15 +66,119 @@ func (g *eventServer) Publish(ctx context.Context, req *heraldv1.PublishRequest)
 	if ev.Principal == "" {
 		ev.Principal = who.principal
 	}
-	seq, err := g.svc.Publish(ctx, ev)
-	if err != nil {
-		return nil, g.statusError(ctx, err)
-	}
+	return ev, nil
+}
+
+func publishResponse(ev *event.Event, ack eventpub.Ack) *heraldv1.PublishResponse {
 	return &heraldv1.PublishResponse{
-		Sequence: seq,
-		Subject:  subject.ForEvent(ev),
-		Time:     timestamppb.New(ev.Time),
-	}, nil
+		Sequence:  ack.Sequence,
+		Subject:   subject.ForEvent(ev),
+		Time:      timestamppb.New(ev.Time),
+		Id:        ack.ID,
+		Duplicate: ack.Duplicate,
+	}
+}
+
+// streamWindow bounds the events of one PublishStream sent to NATS and not yet answered:
+// enough to keep the bus busy over a round trip, and a fixed cost per stream (the responses
+// wait in a queue of this many).
+const streamWindow = 1024
+
+// streamed is one PublishStream event between being sent to NATS and being answered.
+type streamed struct {
+	ev      *event.Event
+	pending *Pending
+	err     error // refused before publishing (conversion, permission)
+}
+
+// PublishStream implements heraldv1.EventServiceServer: the caller authenticates once, each
+// event is checked like Publish's and sent to NATS at once, and a second goroutine answers
+// the events in order as their acknowledgements arrive. The receiving side blocks only when
+// streamWindow events are unanswered, which is the stream's flow control.
+func (g *eventServer) PublishStream(stream grpc.BidiStreamingServer[heraldv1.PublishStreamRequest, heraldv1.PublishStreamResponse]) error {
+	ctx := stream.Context()
+	who, err := g.svc.authenticate(ctx)
+	if err != nil {
+		return err
+	}
+	// Two more than the queue: the one being answered and the one waiting to be queued.
+	p, err := g.svc.NewPipeline(streamWindow + 2)
+	if err != nil {
+		return g.statusError(ctx, err)
+	}
+	defer p.Close()
+	if err := p.WaitReady(ctx); err != nil {
+		return g.statusError(ctx, err)
+	}
+	queue := make(chan streamed, streamWindow)
+	answered := make(chan error, 1)
+	go func() { answered <- g.answer(ctx, stream, queue) }()
+	recvErr := g.receive(ctx, stream, who, p, queue)
+	close(queue)
+	sendErr := <-answered
+	if recvErr != nil {
+		return recvErr
+	}
+	return sendErr
+}
+
+// receive reads the stream's events, publishes each and queues it to be answered, until the
+// caller closes its side (nil) or the stream fails.
+func (g *eventServer) receive(ctx context.Context, stream grpc.BidiStreamingServer[heraldv1.PublishStreamRequest, heraldv1.PublishStreamResponse], who caller, p *Pipeline, queue chan<- streamed) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !who.expires.IsZero() && time.Now().After(who.expires) {
+			// The stream authenticated once; it must not outlive its token. Events already
+			// received are still answered.
+			return status.Error(codes.Unauthenticated, "token expired: open a new stream with a fresh token")
+		}
+		var s streamed
+		if s.ev, s.err = g.permitted(who, req.GetEvent()); s.err == nil {
+			s.pending = p.Publish(req.GetEvent().GetId(), s.ev)
+		}
+		select {
+		case queue <- s:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// answer sends one response per queued event, in order. After a failed Send it keeps draining
+// the queue so that receive never blocks on it, and returns the Send error.
+func (g *eventServer) answer(ctx context.Context, stream grpc.BidiStreamingServer[heraldv1.PublishStreamRequest, heraldv1.PublishStreamResponse], queue <-chan streamed) error {
+	var sendErr error
+	var index uint64
+	for s := range queue {
+		if sendErr != nil {
+			continue
+		}
+		resp := &heraldv1.PublishStreamResponse{Index: index}
+		index++
+		err := s.err
+		if err == nil {
+			var ack eventpub.Ack
+			if ack, err = s.pending.Wait(ctx); err == nil {
+				resp.Outcome = &heraldv1.PublishStreamResponse_Ack{Ack: publishResponse(s.ev, ack)}
+			} else {
+				err = g.statusError(ctx, err)
+			}
+		}
+		if err != nil {
+			st := status.Convert(err)
+			resp.Outcome = &heraldv1.PublishStreamResponse_Error{Error: &heraldv1.PublishError{
+				Code: int32(st.Code()), Message: st.Message(),
+			}}
+		}
+		sendErr = stream.Send(resp)
+	}
+	return sendErr
 }
 
 // statusError maps a Publish error to its gRPC status: the only place this file decides

@@ -12,7 +12,7 @@
 //     successfully"}; a bad one {"type":"error","message":"Invalid or inactive API key"} and close
 //     1008 with that reason. Anything else first (bad JSON, another type), or nothing in time,
 //     gets {"type":"error","message":"Invalid message format"} (or the auth-required text on
-//     timeout) and close 1008 "Authentication required: ...", as the seed's product does.
+//     timeout) and close 1008 "Authentication required: ...", as the ChatOps backend does.
 //   - After auth, bad JSON, an unknown type or an invalid field gets {"type":"error","message":
 //     "Invalid message format"} and the socket STAYS OPEN: one bad sample must not cost an agent
 //     its connection (and its commands in flight). A frame over Config.AgentMaxFrameBytes closes
@@ -71,6 +71,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
+	"github.com/heraldhq/herald/pkg/agentrpc"
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
@@ -310,7 +311,7 @@ type Service struct {
 	upgrader *wsconn.Upgrader
 	// alertRules are the thresholds; each connection's telemetry worker runs them.
 	alertRules alertRules
-	jids       jidSource
+	jids       agentrpc.JobIDs
 	agents     agentSet
 	events     *workqueue.Queue[*event.Event] // agent events, published by Run's worker
 	tracker    *registry.Tracker

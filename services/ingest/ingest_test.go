@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,10 +39,11 @@ type stack struct {
 	svc    *ingest.Service
 	client heraldv1.EventServiceClient // sends a token that may post every event
 	issuer *token.Issuer
+	priv   ed25519.PrivateKey // the issuer's key, for tokens with other lifetimes
 	addr   string
 }
 
-func startStack(t *testing.T, cfg ingest.Config) *stack {
+func startStack(t testing.TB, cfg ingest.Config) *stack {
 	t.Helper()
 	ns := natstest.RunServer(t)
 	nc := natstest.Connect(t, ns)
@@ -66,13 +68,13 @@ func startStack(t *testing.T, cfg ingest.Config) *stack {
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 
-	s := &stack{ns: ns, nc: nc, svc: svc, issuer: issuer, addr: lis.Addr().String()}
+	s := &stack{ns: ns, nc: nc, svc: svc, issuer: issuer, priv: priv, addr: lis.Addr().String()}
 	s.client = s.clientWith(t, "*.*.*")
 	return s
 }
 
 // runUntilReady runs svc until the test ends and waits, at most within, until it is ready.
-func runUntilReady(t *testing.T, svc *ingest.Service, within time.Duration) {
+func runUntilReady(t testing.TB, svc *ingest.Service, within time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
@@ -93,17 +95,26 @@ func runUntilReady(t *testing.T, svc *ingest.Service, within time.Duration) {
 }
 
 // clientWith is an EventService client whose calls carry a token with perms (none: no token).
-func (s *stack) clientWith(t *testing.T, perms ...string) heraldv1.EventServiceClient {
+func (s *stack) clientWith(t testing.TB, perms ...string) heraldv1.EventServiceClient {
+	t.Helper()
+	return s.clientIssued(t, s.issuer, perms...)
+}
+
+// clientIssued is clientWith with tokens from issuer.
+func (s *stack) clientIssued(t testing.TB, issuer *token.Issuer, perms ...string) heraldv1.EventServiceClient {
 	t.Helper()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if perms != nil {
-		raw, _, err := s.issuer.Issue("publisher", perms)
+		raw, _, err := issuer.Issue("publisher", perms)
 		if err != nil {
 			t.Fatal(err)
 		}
 		opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
 			cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
 			return invoker(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+raw), method, req, reply, cc, o...)
+		}), grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn,
+			method string, streamer grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+raw), desc, cc, method, o...)
 		}))
 	}
 	conn, err := grpc.NewClient(s.addr, opts...)

@@ -49,15 +49,40 @@ func TestAlertStateSeverityAndChanges(t *testing.T) {
 	}
 }
 
-func TestJIDsIncrease(t *testing.T) {
+// TestTakeoverStateBoundsChurn: two takeovers within the window are granted, the third is
+// refused (first refusal flagged, for the one log line), retries keep the block, and once a
+// window passes without a newcomer the next one is granted again.
+func TestTakeoverStateBoundsChurn(t *testing.T) {
 	t.Parallel()
-	var j jidSource
-	at := time.Date(2025, 6, 7, 8, 9, 10, 123456789, time.UTC)
-	a, b := j.next(at), j.next(at)
-	if a != "20250607080910123456" || b != "20250607080910123457" {
-		t.Errorf("jids = %s, %s", a, b)
+	r := takeoverRules{window: time.Minute, limit: 2}
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var st takeoverState
+	if a, _ := st.decide(t0, r); a.Refused || len(a.Takeovers) != 1 {
+		t.Fatalf("first takeover = %+v", a)
 	}
-	if c := j.next(at.Add(-time.Hour)); c <= b || len(c) != 20 {
-		t.Errorf("jid after a clock step back = %s, want > %s", c, b)
+	// The successor carries the history on.
+	a, _ := st.decide(t0.Add(2*time.Second), r)
+	var next takeoverState
+	next.inherit(a.Takeovers)
+	if a.Refused || len(a.Takeovers) != 2 {
+		t.Fatalf("second takeover = %+v", a)
+	}
+	a, first := next.decide(t0.Add(4*time.Second), r)
+	if !a.Refused || !first {
+		t.Fatalf("third takeover within the window = %+v first=%v, want the first refusal", a, first)
+	}
+	a, first = next.decide(t0.Add(50*time.Second), r)
+	if !a.Refused || first {
+		t.Fatalf("retry while blocked = %+v first=%v, want refused, not logged again", a, first)
+	}
+	if a, _ := next.decide(t0.Add(50*time.Second+r.window), r); a.Refused || len(a.Takeovers) != 1 {
+		t.Fatalf("after a quiet window = %+v, want granted with a fresh count", a)
+	}
+	// A single blip in a long while is always granted.
+	var one takeoverState
+	for i := range 5 {
+		if a, _ := one.decide(t0.Add(time.Duration(i)*2*time.Minute), r); a.Refused {
+			t.Fatalf("blip %d refused", i)
+		}
 	}
 }

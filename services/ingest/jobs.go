@@ -3,29 +3,10 @@ package ingest
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/agentwire"
 )
-
-// jidSource hands out Salt-style job ids, YYYYMMDDhhmmssffffff (UTC, microseconds), strictly
-// increasing within this ingest: a second job in the same microsecond takes the next one.
-type jidSource struct {
-	mu   sync.Mutex
-	last time.Time // guarded by mu
-}
-
-func (j *jidSource) next(now time.Time) string {
-	t := now.UTC().Truncate(time.Microsecond)
-	j.mu.Lock()
-	if !t.After(j.last) {
-		t = j.last.Add(time.Microsecond)
-	}
-	j.last = t
-	j.mu.Unlock()
-	return t.Format("20060102150405") + fmt.Sprintf("%06d", t.Nanosecond()/1000)
-}
 
 // jobNew is the Object of jobs.new.<jid>, shaped like Salt's salt/job/<jid>/new.
 type jobNew struct {

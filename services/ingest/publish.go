@@ -29,34 +29,51 @@ const (
 )
 
 // Publish normalizes ev in place (time, scope, null object), validates it and stores it in
-// the event stream, returning the stream sequence once NATS has acknowledged it. Errors
-// wrap event.ErrInvalid for a bad event and ErrUnavailable for NATS failures; when ctx ends
-// first, the error wraps ctx.Err(). The payload is exactly json.Marshal(ev), the canonical
-// form every edge decodes.
-func (s *Service) Publish(ctx context.Context, ev *event.Event) (seq uint64, err error) {
+// the event stream under a generated id, returning the stream sequence once NATS has
+// acknowledged it. Errors wrap event.ErrInvalid for a bad event and ErrUnavailable for NATS
+// failures; when ctx ends first, the error wraps ctx.Err(). The payload is exactly
+// json.Marshal(ev), the canonical form every edge decodes.
+func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
+	ack, err := s.PublishID(ctx, "", ev)
+	return ack.Sequence, err
+}
+
+// PublishID is Publish with the caller's event id (empty: generated). Publishing an id again
+// within the stream's duplicate window stores nothing and is answered with the original
+// sequence and Duplicate set, so a caller may retry a publish that timed out.
+func (s *Service) PublishID(ctx context.Context, id string, ev *event.Event) (ack eventpub.Ack, err error) {
 	defer observePublish(time.Now(), &err)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	if ev != nil {
-		// Check the event before waiting for the stream: a bad event is the caller's error
-		// whatever the state of NATS.
-		ev.Normalize(time.Now())
-		if err := ev.Validate(); err != nil {
-			return 0, err
-		}
+	// Check the event before waiting for the stream: a bad event is the caller's error
+	// whatever the state of NATS.
+	if err := checkEvent(id, ev); err != nil {
+		return eventpub.Ack{}, err
 	}
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
-		return 0, fmt.Errorf("ingest: %w: stream %s not ready: %w", ErrUnavailable, StreamName, ctx.Err())
+		return eventpub.Ack{}, fmt.Errorf("ingest: %w: stream %s not ready: %w", ErrUnavailable, StreamName, ctx.Err())
 	}
 	// ExpectStream makes NATS refuse the message unless it lands in our stream, so an
 	// acknowledgement always means "stored in HERALD_EVENTS".
-	seq, err = eventpub.Publish(ctx, s.js, ev, jetstream.WithExpectStream(StreamName))
+	ack, err = eventpub.PublishID(ctx, s.js, id, ev, jetstream.WithExpectStream(StreamName))
 	if err != nil {
-		return 0, fmt.Errorf("ingest: %w", err)
+		return eventpub.Ack{}, fmt.Errorf("ingest: %w", err)
 	}
-	return seq, nil
+	return ack, nil
+}
+
+// checkEvent normalizes and validates ev and its id; a nil ev is left to eventpub to refuse.
+func checkEvent(id string, ev *event.Event) error {
+	if err := eventpub.CheckID(id); err != nil {
+		return err
+	}
+	if ev == nil {
+		return nil
+	}
+	ev.Normalize(time.Now())
+	return ev.Validate()
 }
 
 // streamConfig is the HERALD_EVENTS configuration derived from the service settings.

@@ -50,7 +50,13 @@ type Event struct {
 	// grpcurl users pass plain JSON. Unset means JSON null.
 	Object *structpb.Value `protobuf:"bytes,7,opt,name=object,proto3" json:"object,omitempty"`
 	// Original is the resource before the change, for updates. Optional.
-	Original      *structpb.Value `protobuf:"bytes,8,opt,name=original,proto3" json:"original,omitempty"`
+	Original *structpb.Value `protobuf:"bytes,8,opt,name=original,proto3" json:"original,omitempty"`
+	// Id makes publishing idempotent: NATS stores an event once however often
+	// it is published with the same id within the stream's duplicate window
+	// (two minutes by default), and a retry is answered with the original
+	// sequence. A caller that retries after a timeout should set it (at most
+	// 128 printable ASCII characters); empty means ingest generates one.
+	Id            string `protobuf:"bytes,9,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -141,6 +147,13 @@ func (x *Event) GetOriginal() *structpb.Value {
 	return nil
 }
 
+func (x *Event) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // PublishRequest carries the event to publish.
 type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -197,7 +210,12 @@ type PublishResponse struct {
 	// each token escaped).
 	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
 	// Time of the event as stored, after defaults were applied.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// Id of the event: the caller's, or the one ingest generated.
+	Id string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	// Duplicate is true when an event with this id was already stored: nothing
+	// new was stored and sequence is the original one.
+	Duplicate     bool `protobuf:"varint,5,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,11 +271,224 @@ func (x *PublishResponse) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PublishResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+// PublishStreamRequest carries one event of a PublishStream.
+type PublishStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Event to publish. Required.
+	Event         *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStreamRequest) Reset() {
+	*x = PublishStreamRequest{}
+	mi := &file_herald_v1_event_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStreamRequest) ProtoMessage() {}
+
+func (x *PublishStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStreamRequest.ProtoReflect.Descriptor instead.
+func (*PublishStreamRequest) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PublishStreamRequest) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+// PublishStreamResponse answers one PublishStreamRequest, in request order.
+type PublishStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index of the request on this stream, counting from 0.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Outcome for that event: stored, or why not.
+	//
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*PublishStreamResponse_Ack
+	//	*PublishStreamResponse_Error
+	Outcome       isPublishStreamResponse_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishStreamResponse) Reset() {
+	*x = PublishStreamResponse{}
+	mi := &file_herald_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishStreamResponse) ProtoMessage() {}
+
+func (x *PublishStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishStreamResponse.ProtoReflect.Descriptor instead.
+func (*PublishStreamResponse) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PublishStreamResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PublishStreamResponse) GetOutcome() isPublishStreamResponse_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *PublishStreamResponse) GetAck() *PublishResponse {
+	if x != nil {
+		if x, ok := x.Outcome.(*PublishStreamResponse_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
+func (x *PublishStreamResponse) GetError() *PublishError {
+	if x != nil {
+		if x, ok := x.Outcome.(*PublishStreamResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isPublishStreamResponse_Outcome interface {
+	isPublishStreamResponse_Outcome()
+}
+
+type PublishStreamResponse_Ack struct {
+	// Ack is set when NATS stored the event (or already had it).
+	Ack *PublishResponse `protobuf:"bytes,2,opt,name=ack,proto3,oneof"`
+}
+
+type PublishStreamResponse_Error struct {
+	// Error is set when the event was not stored.
+	Error *PublishError `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
+}
+
+func (*PublishStreamResponse_Ack) isPublishStreamResponse_Outcome() {}
+
+func (*PublishStreamResponse_Error) isPublishStreamResponse_Outcome() {}
+
+// PublishError says why one streamed event was not stored.
+type PublishError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Code is the gRPC status code the same failure gets from Publish:
+	// INVALID_ARGUMENT (3), PERMISSION_DENIED (7), UNAVAILABLE (14) or
+	// DEADLINE_EXCEEDED (4).
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Message names the field or the cause, as Publish's status message does.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishError) Reset() {
+	*x = PublishError{}
+	mi := &file_herald_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishError) ProtoMessage() {}
+
+func (x *PublishError) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishError.ProtoReflect.Descriptor instead.
+func (*PublishError) Descriptor() ([]byte, []int) {
+	return file_herald_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PublishError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PublishError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_herald_v1_event_proto protoreflect.FileDescriptor
 
 const file_herald_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x15herald/v1/event.proto\x12\therald.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n" +
+	"\x15herald/v1/event.proto\x12\therald.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x02\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
@@ -266,15 +497,29 @@ const file_herald_v1_event_proto_rawDesc = "" +
 	"\x05scope\x18\x05 \x01(\tR\x05scope\x12\x1c\n" +
 	"\tprincipal\x18\x06 \x01(\tR\tprincipal\x12.\n" +
 	"\x06object\x18\a \x01(\v2\x16.google.protobuf.ValueR\x06object\x122\n" +
-	"\boriginal\x18\b \x01(\v2\x16.google.protobuf.ValueR\boriginal\"8\n" +
+	"\boriginal\x18\b \x01(\v2\x16.google.protobuf.ValueR\boriginal\x12\x0e\n" +
+	"\x02id\x18\t \x01(\tR\x02id\"8\n" +
 	"\x0ePublishRequest\x12&\n" +
-	"\x05event\x18\x01 \x01(\v2\x10.herald.v1.EventR\x05event\"w\n" +
+	"\x05event\x18\x01 \x01(\v2\x10.herald.v1.EventR\x05event\"\xa5\x01\n" +
 	"\x0fPublishResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time2P\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12\x1c\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\">\n" +
+	"\x14PublishStreamRequest\x12&\n" +
+	"\x05event\x18\x01 \x01(\v2\x10.herald.v1.EventR\x05event\"\x99\x01\n" +
+	"\x15PublishStreamResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
+	"\x03ack\x18\x02 \x01(\v2\x1a.herald.v1.PublishResponseH\x00R\x03ack\x12/\n" +
+	"\x05error\x18\x03 \x01(\v2\x17.herald.v1.PublishErrorH\x00R\x05errorB\t\n" +
+	"\aoutcome\"<\n" +
+	"\fPublishError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xa8\x01\n" +
 	"\fEventService\x12@\n" +
-	"\aPublish\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponseB\x95\x01\n" +
+	"\aPublish\x12\x19.herald.v1.PublishRequest\x1a\x1a.herald.v1.PublishResponse\x12V\n" +
+	"\rPublishStream\x12\x1f.herald.v1.PublishStreamRequest\x1a .herald.v1.PublishStreamResponse(\x010\x01B\x95\x01\n" +
 	"\rcom.herald.v1B\n" +
 	"EventProtoP\x01Z3github.com/heraldhq/herald/proto/herald/v1;heraldv1\xa2\x02\x03HXX\xaa\x02\tHerald.V1\xca\x02\tHerald\\V1\xe2\x02\x15Herald\\V1\\GPBMetadata\xea\x02\n" +
 	"Herald::V1b\x06proto3"
@@ -291,27 +536,35 @@ func file_herald_v1_event_proto_rawDescGZIP() []byte {
 	return file_herald_v1_event_proto_rawDescData
 }
 
-var file_herald_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_herald_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_herald_v1_event_proto_goTypes = []any{
 	(*Event)(nil),                 // 0: herald.v1.Event
 	(*PublishRequest)(nil),        // 1: herald.v1.PublishRequest
 	(*PublishResponse)(nil),       // 2: herald.v1.PublishResponse
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
-	(*structpb.Value)(nil),        // 4: google.protobuf.Value
+	(*PublishStreamRequest)(nil),  // 3: herald.v1.PublishStreamRequest
+	(*PublishStreamResponse)(nil), // 4: herald.v1.PublishStreamResponse
+	(*PublishError)(nil),          // 5: herald.v1.PublishError
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*structpb.Value)(nil),        // 7: google.protobuf.Value
 }
 var file_herald_v1_event_proto_depIdxs = []int32{
-	3, // 0: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
-	4, // 1: herald.v1.Event.object:type_name -> google.protobuf.Value
-	4, // 2: herald.v1.Event.original:type_name -> google.protobuf.Value
-	0, // 3: herald.v1.PublishRequest.event:type_name -> herald.v1.Event
-	3, // 4: herald.v1.PublishResponse.time:type_name -> google.protobuf.Timestamp
-	1, // 5: herald.v1.EventService.Publish:input_type -> herald.v1.PublishRequest
-	2, // 6: herald.v1.EventService.Publish:output_type -> herald.v1.PublishResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6,  // 0: herald.v1.Event.time:type_name -> google.protobuf.Timestamp
+	7,  // 1: herald.v1.Event.object:type_name -> google.protobuf.Value
+	7,  // 2: herald.v1.Event.original:type_name -> google.protobuf.Value
+	0,  // 3: herald.v1.PublishRequest.event:type_name -> herald.v1.Event
+	6,  // 4: herald.v1.PublishResponse.time:type_name -> google.protobuf.Timestamp
+	0,  // 5: herald.v1.PublishStreamRequest.event:type_name -> herald.v1.Event
+	2,  // 6: herald.v1.PublishStreamResponse.ack:type_name -> herald.v1.PublishResponse
+	5,  // 7: herald.v1.PublishStreamResponse.error:type_name -> herald.v1.PublishError
+	1,  // 8: herald.v1.EventService.Publish:input_type -> herald.v1.PublishRequest
+	3,  // 9: herald.v1.EventService.PublishStream:input_type -> herald.v1.PublishStreamRequest
+	2,  // 10: herald.v1.EventService.Publish:output_type -> herald.v1.PublishResponse
+	4,  // 11: herald.v1.EventService.PublishStream:output_type -> herald.v1.PublishStreamResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_event_proto_init() }
@@ -319,13 +572,17 @@ func file_herald_v1_event_proto_init() {
 	if File_herald_v1_event_proto != nil {
 		return
 	}
+	file_herald_v1_event_proto_msgTypes[4].OneofWrappers = []any{
+		(*PublishStreamResponse_Ack)(nil),
+		(*PublishStreamResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_event_proto_rawDesc), len(file_herald_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

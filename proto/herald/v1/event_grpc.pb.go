@@ -22,7 +22,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventService_Publish_FullMethodName = "/herald.v1.EventService/Publish"
+	EventService_Publish_FullMethodName       = "/herald.v1.EventService/Publish"
+	EventService_PublishStream_FullMethodName = "/herald.v1.EventService/PublishStream"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -39,6 +40,16 @@ type EventServiceClient interface {
 	// ("event.type: must not be empty"); an unreachable or slow NATS fails with
 	// UNAVAILABLE. The caller's deadline is honoured.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
+	// PublishStream publishes many events from one caller at the speed of the
+	// bus: each request on the stream is one event, and every event gets exactly
+	// one response, in the order the events were sent, once NATS has stored it
+	// (or why not). Events are pipelined: ingest does not wait for one event's
+	// acknowledgement before publishing the next, so a caller should keep
+	// sending while reading responses. One event's failure (an invalid event, a
+	// missing permission, no acknowledgement in time) is that response's error
+	// and the stream goes on. The caller authenticates once, for the stream.
+	// Closing the sending side ends the stream after the last response.
+	PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error)
 }
 
 type eventServiceClient struct {
@@ -59,6 +70,19 @@ func (c *eventServiceClient) Publish(ctx context.Context, in *PublishRequest, op
 	return out, nil
 }
 
+func (c *eventServiceClient) PublishStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EventService_ServiceDesc.Streams[0], EventService_PublishStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PublishStreamRequest, PublishStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventService_PublishStreamClient = grpc.BidiStreamingClient[PublishStreamRequest, PublishStreamResponse]
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -73,6 +97,16 @@ type EventServiceServer interface {
 	// ("event.type: must not be empty"); an unreachable or slow NATS fails with
 	// UNAVAILABLE. The caller's deadline is honoured.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
+	// PublishStream publishes many events from one caller at the speed of the
+	// bus: each request on the stream is one event, and every event gets exactly
+	// one response, in the order the events were sent, once NATS has stored it
+	// (or why not). Events are pipelined: ingest does not wait for one event's
+	// acknowledgement before publishing the next, so a caller should keep
+	// sending while reading responses. One event's failure (an invalid event, a
+	// missing permission, no acknowledgement in time) is that response's error
+	// and the stream goes on. The caller authenticates once, for the stream.
+	// Closing the sending side ends the stream after the last response.
+	PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -85,6 +119,9 @@ type UnimplementedEventServiceServer struct{}
 
 func (UnimplementedEventServiceServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
+}
+func (UnimplementedEventServiceServer) PublishStream(grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method PublishStream not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -125,6 +162,13 @@ func _EventService_Publish_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_PublishStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EventServiceServer).PublishStream(&grpc.GenericServerStream[PublishStreamRequest, PublishStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventService_PublishStreamServer = grpc.BidiStreamingServer[PublishStreamRequest, PublishStreamResponse]
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -137,6 +181,13 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _EventService_Publish_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PublishStream",
+			Handler:       _EventService_PublishStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "herald/v1/event.proto",
 }

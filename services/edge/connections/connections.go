@@ -5,6 +5,7 @@
 //	GET /api/v3/connections                      every live connection
 //	GET /api/v3/connections/{RemoteAddr}         one, by remote address (DRP's key)
 //	GET /api/v3/machines/{uuid}/connections      the agent connections of that server id
+//	DELETE /api/v3/connections/{RemoteAddr}      kick it (close 4003), as ConnectionService.Kick
 //
 // Credentials are DRP's (Authorization Bearer/Basic, or ?token=). The caller needs
 // connections.list.<principal> for each connection it sees; connections.list.* (or an
@@ -25,7 +26,7 @@ import (
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/registry"
-	"github.com/heraldhq/herald/services/edge/drp"
+	"github.com/heraldhq/herald/services/edge/drpapi"
 )
 
 // Paths of the API.
@@ -54,6 +55,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+ListPath, h.rest(h.list))
 	mux.Handle("GET "+GetPath, h.rest(h.get))
 	mux.Handle("GET "+MachinePath, h.rest(h.machine))
+	mux.Handle("DELETE "+GetPath, h.rest(h.kick))
 }
 
 // rest authenticates a request. The edge's TrackREST lists it as in flight, as every request.
@@ -61,7 +63,7 @@ func (h *Handler) rest(serve func(http.ResponseWriter, *http.Request, access.Ses
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, err := h.Auth.Request(r)
 		if err != nil {
-			drp.WriteAuthError(w, err)
+			drpapi.WriteAuthError(w, err)
 			return
 		}
 		serve(w, r, sess)
@@ -102,6 +104,33 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, sess access.Sessio
 		h.Log.Warn("connections: get failed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, addr, "the connection registry is unavailable, try again")
 	default:
+		writeJSON(w, c)
+	}
+}
+
+// kick is the REST form of ConnectionService.Kick, for browsers (the console), which cannot
+// speak gRPC: 200 with the kicked connection.
+func (h *Handler) kick(w http.ResponseWriter, r *http.Request, sess access.Session) {
+	addr := r.PathValue("addr")
+	c, err := lookup(r.Context(), h.Tracker, addr)
+	if err == nil && !visible(sess, "kick", c) {
+		err = ErrForbidden
+	}
+	if err == nil {
+		err = registry.Kick(r.Context(), h.NC, c, sess.Principal())
+	}
+	switch {
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, registry.ErrNotHeld):
+		writeError(w, http.StatusNotFound, addr, "connection "+addr+" not found")
+	case errors.Is(err, ErrForbidden):
+		writeError(w, http.StatusForbidden, addr, "permission denied: needs connections.kick.<principal>")
+	case errors.Is(err, registry.ErrNotKickable):
+		writeError(w, http.StatusConflict, addr, "a REST request cannot be kicked")
+	case err != nil:
+		h.Log.Warn("connections: kick failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, addr, "kick: the connection registry or its instance is unavailable, try again")
+	default:
+		h.Log.Info("connection kicked", "remote_addr", c.RemoteAddr, "instance", c.Instance, "by", sess.Principal())
 		writeJSON(w, c)
 	}
 }
@@ -195,5 +224,5 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, key, msg string) {
-	drp.WriteError(w, drp.APIError{Model: "connections", Key: key, Type: "API_ERROR", Messages: []string{msg}, Code: code})
+	drpapi.WriteError(w, drpapi.Error{Model: "connections", Key: key, Type: "API_ERROR", Messages: []string{msg}, Code: code})
 }

@@ -12,7 +12,6 @@ package drp
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/subject"
+	"github.com/heraldhq/herald/services/edge/drpapi"
 	"github.com/heraldhq/herald/services/edge/hub"
 	"github.com/heraldhq/herald/services/edge/socket"
 )
@@ -55,37 +55,8 @@ func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, erro
 	return &session{sess: sess, regs: map[string][]string{}, since: sinceOf(r)}, &sess, nil
 }
 
-// Refuse answers a failed authentication (WriteAuthError).
-func (h *Handler) Refuse(w http.ResponseWriter, err error) { WriteAuthError(w, err) }
-
-// APIError is DRP's models.Error body.
-type APIError struct {
-	Model    string
-	Key      string
-	Type     string
-	Messages []string
-	Code     int
-}
-
-// WriteAuthError answers a failed authentication as DRP does: 401 (503 when auth cannot be
-// reached) with WWW-Authenticate: dr-provision and a models.Error body saying why.
-func WriteAuthError(w http.ResponseWriter, err error) {
-	code := http.StatusUnauthorized
-	msg := err.Error()
-	if errors.Is(err, access.ErrUnavailable) {
-		code = http.StatusServiceUnavailable
-		msg = "authentication is unavailable, try again"
-	}
-	w.Header().Set("WWW-Authenticate", "dr-provision")
-	WriteError(w, APIError{Type: "AUTH", Messages: []string{msg}, Code: code})
-}
-
-// WriteError writes e as a JSON body with status e.Code.
-func WriteError(w http.ResponseWriter, e APIError) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.Code)
-	_ = json.NewEncoder(w).Encode(e)
-}
+// Refuse answers a failed authentication as DRP does (drpapi.WriteAuthError).
+func (h *Handler) Refuse(w http.ResponseWriter, err error) { drpapi.WriteAuthError(w, err) }
 
 // session is one DRP connection.
 type session struct {

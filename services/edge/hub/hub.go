@@ -514,7 +514,9 @@ func (fc *frameCache) frame(enc Encoder, m *Message) ([]byte, error) {
 	b, err := enc.Encode(m)
 	fc.encs, fc.frames, fc.errs = append(fc.encs, enc), append(fc.frames, b), append(fc.errs, err)
 	if err != nil {
-		fc.failed = append(fc.failed, err)
+		if !errors.Is(err, ErrSkip) {
+			fc.failed = append(fc.failed, err)
+		}
 		return nil, err
 	}
 	return b, nil

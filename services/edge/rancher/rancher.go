@@ -135,7 +135,7 @@ func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, erro
 	if since == "" {
 		since = q.Get("resourceVersion") // what Kubernetes watch clients send
 	}
-	return &subscription{subjects: subjects, interval: interval, since: since}, &sess, nil
+	return &subscription{subjects: subjects, types: types, interval: interval, since: since}, &sess, nil
 }
 
 // Refuse writes norman's error body.
@@ -150,6 +150,7 @@ func (h *Handler) Refuse(w http.ResponseWriter, err error) {
 // subscription is one socket: subscribed to its subjects at open, pinged, and deaf.
 type subscription struct {
 	subjects []string
+	types    []string // resourceTypes asked for; nil: all
 	interval time.Duration
 	since    string // the position to resume from; "" none
 }
@@ -158,7 +159,8 @@ type subscription struct {
 // resourceVersion=, as Kubernetes watches send it) the socket first replays the stored events
 // after it, then says how that went (resumeFrame) and goes live.
 func (c *subscription) Open(s *socket.Socket) error {
-	client, err := s.Client(Encoder{})
+	enc := EncoderFor(c.types, s.ConnID())
+	client, err := s.Client(enc)
 	if err != nil {
 		return err
 	}
@@ -170,7 +172,7 @@ func (c *subscription) Open(s *socket.Socket) error {
 	}
 	go keepAlive(s, c.interval)
 	if c.since != "" {
-		if err := s.Resume(Encoder{}, c.subjects, c.since, func(r socket.Resumed) { s.Send(resumeFrame(r)) }); err != nil {
+		if err := s.Resume(enc, c.subjects, c.since, func(r socket.Resumed) { s.Send(resumeFrame(r)) }); err != nil {
 			s.Send(errorFrame(http.StatusBadRequest, "InvalidOption", err.Error()))
 			s.Release()
 		}
@@ -312,16 +314,23 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 // Encoder renders events as norman frames. It is comparable, so the hub encodes each event once
-// for every rancher socket on a filter.
-type Encoder struct{}
+// for every rancher socket on a filter. The zero value leaves out Herald's own types; see
+// EncoderFor.
+type Encoder struct {
+	internal bool   // Herald's own types were asked for
+	self     string // the socket's connection id, whose own connection event is left out
+}
 
 // Encode implements hub.Encoder: payload is an event as ingest publishes it. Action "remove",
 // "delete" or "removed" is resource.remove; anything else resource.change (norman has no
 // resource.create).
-func (Encoder) Encode(m *hub.Message) ([]byte, error) {
+func (e Encoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
 	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("rancher: decode event: %w", err)
+	}
+	if e.skips(&ev) {
+		return nil, hub.ErrSkip
 	}
 	data, err := Object(&ev)
 	if err != nil {

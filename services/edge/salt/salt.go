@@ -118,11 +118,25 @@ func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	return &conn{h: h, sess: sess, since: r.URL.Query().Get("since")}, &sess, nil
+	prefixes := r.URL.Query()[TagQuery]
+	if len(prefixes) > MaxTagPrefixes {
+		return nil, nil, errTooManyPrefixes
+	}
+	return &conn{h: h, sess: sess, since: r.URL.Query().Get("since"), prefixes: prefixes}, &sess, nil
 }
 
-// Refuse answers like saltnado's 401 (writeError).
-func (h *Handler) Refuse(w http.ResponseWriter, err error) { writeError(w, err) }
+// Refuse answers like saltnado's 401 (writeError), or 400 for too many tag prefixes.
+func (h *Handler) Refuse(w http.ResponseWriter, err error) {
+	if errors.Is(err, errTooManyPrefixes) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "400 Bad Request", "return": err.Error()})
+		return
+	}
+	writeError(w, err)
+}
+
+var errTooManyPrefixes = fmt.Errorf("at most %d %s prefixes", MaxTagPrefixes, TagQuery)
 
 // writeError answers like saltnado's 401, with the reason added.
 func writeError(w http.ResponseWriter, err error) {
@@ -137,11 +151,12 @@ func writeError(w http.ResponseWriter, err error) {
 
 // conn is one connection.
 type conn struct {
-	h       *Handler
-	sess    access.Session
-	ws      *socket.Socket // set by Open
-	started bool           // the ready message came
-	since   string         // all_events: the position to resume from (?since=); "" none
+	h        *Handler
+	sess     access.Session
+	ws       *socket.Socket // set by Open
+	started  bool           // the ready message came
+	since    string         // all_events: the position to resume from (?since=); "" none
+	prefixes []string       // all_events: the tag prefixes asked for (?tag=)
 }
 
 // Open waits: nothing is sent before the ready message.
@@ -180,7 +195,7 @@ func (c *conn) startAll() error {
 	if err != nil {
 		return err
 	}
-	client, err := c.ws.Client(AllEventsEncoder{})
+	client, err := c.ws.Client(AllEventsEncoderFor(c.prefixes, c.ws.ConnID()))
 	if err != nil {
 		return err
 	}
@@ -191,7 +206,7 @@ func (c *conn) startAll() error {
 		return err
 	}
 	if c.since != "" {
-		if err := c.ws.Resume(AllEventsEncoder{}, subjects, c.since, c.sendResumed); err != nil {
+		if err := c.ws.Resume(AllEventsEncoderFor(c.prefixes, c.ws.ConnID()), subjects, c.since, c.sendResumed); err != nil {
 			c.sendTag("herald/resume/error", map[string]any{"message": err.Error(), "code": http.StatusBadRequest})
 			c.ws.Release()
 		}
@@ -224,11 +239,16 @@ func (c *conn) sendTag(tag string, data map[string]any) {
 func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000") }
 
 // AllEventsEncoder renders events as all_events frames. It is comparable, so the hub encodes
-// each event once for every all_events socket on a filter.
-type AllEventsEncoder struct{}
+// each event once for every all_events socket on a filter. The zero value sends every tag but
+// Herald's own types; see AllEventsEncoderFor.
+type AllEventsEncoder struct {
+	prefixes string // the tag prefixes asked for, each followed by "\n"; empty: all
+	internal bool   // Herald's own types were asked for
+	self     string // the socket's connection id, whose own connection event is left out
+}
 
 // Encode implements hub.Encoder: payload is an event as ingest publishes it.
-func (AllEventsEncoder) Encode(m *hub.Message) ([]byte, error) {
+func (e AllEventsEncoder) Encode(m *hub.Message) ([]byte, error) {
 	var ev event.Event
 	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		return nil, fmt.Errorf("salt: decode event: %w", err)
@@ -236,6 +256,10 @@ func (AllEventsEncoder) Encode(m *hub.Message) ([]byte, error) {
 	data, err := ev.ObjectFields()
 	if err != nil {
 		return nil, fmt.Errorf("salt: %w", err)
+	}
+	tag := Tag(&ev, data)
+	if e.skips(&ev, tag) {
+		return nil, hub.ErrSkip
 	}
 	stamp, _ := json.Marshal(Stamp(ev.Time))
 	data["_stamp"] = stamp
@@ -246,7 +270,7 @@ func (AllEventsEncoder) Encode(m *hub.Message) ([]byte, error) {
 	return json.Marshal(struct {
 		Tag  string                     `json:"tag"`
 		Data map[string]json.RawMessage `json:"data"`
-	}{Tag(&ev, data), data})
+	}{tag, data})
 }
 
 // Tag is the Salt tag of an event: Salt's own job tags for jobs events, else
@@ -298,7 +322,7 @@ func (c *conn) startFormatted() error {
 	if err != nil {
 		return err
 	}
-	facts, err := c.subjects(event.Filter{Type: []string{"agents"}, Action: []string{"facts"}})
+	facts, err := c.subjects(event.Filter{Type: []string{"agents"}, Action: []string{"facts", "online"}})
 	if err != nil {
 		return err
 	}
@@ -360,6 +384,7 @@ func (c *conn) follow(fd *feed) {
 	}
 	// After the replay: the store holds each server's latest facts, which win over replayed ones.
 	c.loadFacts(ctx, v)
+	c.loadOnline(ctx, v)
 	c.sendView(v, true, true)
 	for {
 		select {
@@ -546,6 +571,8 @@ func (v *view) apply(ev *event.Event) (minions, jobs bool) {
 		}
 		v.minions[ev.Key] = minion{ID: ev.Key, Grains: grains}
 		return true, false
+	case ev.Type == "agents" && ev.Action == "online":
+		return v.online(ev.Key), false
 	case ev.Type == "jobs" && ev.Action == "new":
 		var n struct {
 			Tgt       string   `json:"tgt"`

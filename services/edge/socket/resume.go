@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pkg/eventstream"
@@ -223,50 +224,98 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 	// The consumer knows how many stored events it selects; each batch asks for no more than
 	// remain, so a fetch returns as soon as they are there.
 	pending := cons.CachedInfo().NumPending
-	for scanned := 0; pending > 0 && scanned < limit; {
-		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(5*time.Second))
+	var delivered uint64 // the stream sequence of the last event the consumer handed over
+	// fetch reads one batch of at most n and sends what it selects; it returns how many came.
+	fetch := func(n int, wait time.Duration) (int, error) {
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(wait))
 		if err != nil {
-			return r, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
+			return 0, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
 		}
-		n := 0
+		got := 0
 		for msg := range batch.Messages() {
-			n++
+			got++
 			meta, err := msg.Metadata()
 			if err != nil {
-				return r, fmt.Errorf("replay: metadata: %w", err)
+				return got, fmt.Errorf("replay: metadata: %w", err)
 			}
-			pending = meta.NumPending
+			pending, delivered = meta.NumPending, meta.Sequence.Stream
 			if local && !matchesAny(subjects, msg.Subject()) {
 				continue
 			}
-			m := hub.Message{Subject: msg.Subject(), Data: msg.Data(), Seq: meta.Sequence.Stream,
-				Position: eventstream.FormatPosition(epoch, meta.Sequence.Stream)}
+			m := hub.Message{Subject: msg.Subject(), Data: msg.Data(), Seq: delivered,
+				Position: eventstream.FormatPosition(epoch, delivered)}
 			frame, err := enc.Encode(&m)
 			if err != nil {
-				continue // an event this dialect cannot render is skipped, as live
+				continue // an event this dialect cannot render (or leaves out) is skipped, as live
 			}
 			if err := s.pace(ctx); err != nil {
-				return r, err
+				return got, err
 			}
-			if !s.send(frame, m.Seq) {
-				return r, errGone
+			if m.Seq > s.lastSeq.Load() {
+				if !s.send(frame, m.Seq) {
+					return got, errGone
+				}
+				r.Replayed++
+				r.To = m.Position
 			}
-			r.Replayed++
-			r.To = m.Position
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return r, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+			return got, s.goneOr(fmt.Errorf("replay: fetch: %w", err))
+		}
+		return got, nil
+	}
+	for scanned := 0; pending > 0; {
+		if scanned >= limit {
+			return Resumed{TooOld: true}, nil // further behind than a replay may go: relist
+		}
+		n, err := fetch(int(min(pending, 256)), 5*time.Second)
+		if err != nil {
+			return r, err
 		}
 		if n == 0 {
 			return r, s.goneOr(errors.New("replay: the stream sent nothing while events were pending"))
 		}
 		scanned += n
 	}
-	if pending == 0 {
-		return r, nil // caught up with the stream
+	return r, s.seam(ctx, fetch, &delivered)
+}
+
+// seamGrace is how long a caught-up replay keeps reading when no live event has come.
+const seamGrace = 250 * time.Millisecond
+
+// seam closes the gap between the replay and live delivery. NATS spreads a new subscription's
+// interest across a cluster asynchronously, so the stream's leader may republish an event
+// stored just after the replay's last fetch before it knows of this edge's interest: that
+// event would be neither replayed nor delivered live. So the replay goes on reading, as the
+// consumer is handed new events, until it reaches the first live event held (everything before
+// it has then been sent), or for seamGrace at most, far longer than interest takes to spread.
+func (s *Socket) seam(ctx context.Context, fetch func(int, time.Duration) (int, error), delivered *uint64) error {
+	deadline := time.Now().Add(seamGrace)
+	for {
+		// A held event may also come from a subject this replay does not read (a DRP
+		// registration made during the catch-up): the grace bounds the wait then too.
+		if first := s.firstHeld(); (first != 0 && *delivered+1 >= first) || time.Now().After(deadline) {
+			return nil
+		}
+		if _, err := fetch(64, 50*time.Millisecond); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return s.goneOr(fmt.Errorf("replay: %w", ctx.Err()))
+		}
 	}
-	// Further behind than a replay may go: the client relists.
-	return Resumed{TooOld: true}, nil
+}
+
+// firstHeld is the sequence of the first held stream event, 0 for none.
+func (s *Socket) firstHeld() uint64 {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	for _, h := range s.held {
+		if h.seq != 0 {
+			return h.seq
+		}
+	}
+	return 0
 }
 
 // pace waits while the client has more than replayBacklog frames unread.

@@ -147,6 +147,7 @@ type Socket struct {
 
 	mu      sync.Mutex
 	sess    *access.Session // nil until authenticated; guarded by mu
+	connID  string          // the registry's id for this connection ("" untracked); guarded by mu
 	untrack func()          // guarded by mu
 	unwatch func()          // guarded by mu
 	clients []*hub.Client   // read goroutine only
@@ -217,8 +218,9 @@ func (s *Socket) Authenticate(sess access.Session, serverID string) bool {
 
 func (s *Socket) authenticated(sess access.Session, serverID string) {
 	var untrack func()
+	var self registry.Conn
 	if s.rt.Tracker != nil {
-		_, untrack = s.rt.Tracker.Track(registry.Conn{RemoteAddr: s.remote, Principal: sess.Principal(),
+		self, untrack = s.rt.Tracker.Track(registry.Conn{RemoteAddr: s.remote, Principal: sess.Principal(),
 			Websocket: true, Endpoint: s.endpoint, ServerID: serverID},
 			func(reason string) { s.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
@@ -226,6 +228,7 @@ func (s *Socket) authenticated(sess access.Session, serverID string) {
 	s.conn.SetPrincipal(sess.Principal()) // a slow consumer's warning names who it was
 	s.mu.Lock()
 	s.sess = &sess
+	s.connID = self.ID
 	if untrack != nil {
 		s.untrack = untrack
 	}
@@ -250,6 +253,14 @@ func (s *Socket) Session() (sess access.Session, ok bool) {
 		return access.Session{}, false
 	}
 	return *s.sess, true
+}
+
+// ConnID is the connection's id in the connection registry ("" when it is not tracked, or
+// not yet authenticated), so a dialect can leave out the event about the socket itself.
+func (s *Socket) ConnID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connID
 }
 
 // Client returns a new hub client whose frames go to this socket through enc (nil: only
