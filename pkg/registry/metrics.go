@@ -42,7 +42,8 @@ func (r instrumented) List(ctx context.Context, q Query) ([]Conn, error) {
 func (r instrumented) Get(ctx context.Context, remoteAddr string) (Conn, error) {
 	c, err := r.Registry.Get(ctx, remoteAddr)
 	if errors.Is(err, ErrNotFound) {
-		return c, observe("get", nil) // an answer, not a failure
+		observe("get", nil) // an answer, not a failure
+		return c, err
 	}
 	return c, observe("get", err)
 }
