@@ -1,7 +1,8 @@
 # Herald: build, run and test every module of the go.work workspace.
 #
 #   make run      the all-in-one server (embedded NATS, auth, ingest, edge)
-#   make test     gofmt check, go vet, go test -race for every module, proto staleness check
+#   make test     deps, gofmt check, go vet, go test -race for every module, proto staleness check
+#   make deps     the Debian packages the tests run for real, installed when missing
 #   make build    one binary per services/*/cmd/* into bin/
 #   make bench    every benchmark, once
 #   make loadtest the all-in-one stack and herald-load against it (LOAD_ARGS)
@@ -32,7 +33,7 @@ GRPCURL_VERSION ?= v1.9.3
 
 include proto.mk
 
-.PHONY: all build run test fmt-check vet importcheck gotest bench loadtest fuzz tools clean
+.PHONY: all build run deps test fmt-check vet importcheck gotest bench loadtest fuzz tools clean
 
 all: build
 
@@ -46,7 +47,26 @@ build:
 run:
 	$(GO) run ./services/herald/cmd/herald serve
 
-test: fmt-check vet importcheck gotest proto-check
+test: deps fmt-check vet importcheck gotest proto-check
+
+# What the tests run for real, from Debian's packages: redis-server (pkg/testutil/redistest),
+# Python's websocket-client (Salt's documented example), haproxy (deploy/check) and chromium
+# (the browser tests). Missing ones are installed with apt-get (sudo when not root); without
+# apt-get, or without the rights to use it, one line says what to install.
+DEPS_CHECK := \
+	command -v redis-server >/dev/null || need="$$need redis-server"; \
+	python3 -c 'import websocket' 2>/dev/null || need="$$need python3-websocket"; \
+	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need="$$need haproxy"; \
+	command -v chromium >/dev/null || need="$$need chromium"
+deps:
+	@need=""; $(DEPS_CHECK); \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=sudo; else sudo=none; fi; \
+	if ! command -v apt-get >/dev/null || [ "$$sudo" = none ]; then \
+		echo "make deps: the tests need these packages, install them (Debian: apt-get install$$need):$$need" >&2; exit 1; \
+	fi; \
+	echo "make deps: installing$$need"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need
 
 fmt-check:
 	@out="$$(gofmt -l $(MODULES))"; \

@@ -7,6 +7,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -53,17 +54,27 @@ type Config struct {
 	// ShutdownTimeout bounds stopping every runner. Zero means
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long a stopping process keeps serving with /readyz at 503, so load
+	// balancers take it out before its listeners close (Health.DrainDelay).
+	DrainDelay time.Duration
 }
 
 // RegisterFlags registers app.shutdown-timeout on fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "app.shutdown-timeout", DefaultShutdownTimeout, "how long stopping all components may take before the process gives up")
+	fs.DurationVar(&c.DrainDelay, "app.drain-delay", 0, "on shutdown, keep serving this long with /readyz at 503 so load balancers stop sending traffic (part of app.shutdown-timeout)")
 }
 
 // Validate reports settings that cannot work.
 func (c Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		return errors.New("app.shutdown-timeout: must not be negative")
+	}
+	if c.DrainDelay < 0 {
+		return errors.New("app.drain-delay: must not be negative")
+	}
+	if timeout := cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout); c.DrainDelay >= timeout {
+		return fmt.Errorf("app.drain-delay: %s leaves nothing of app.shutdown-timeout %s to stop in", c.DrainDelay, timeout)
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/heraldhq/herald/pkg/metrics"
 )
 
 // DevCertValidity is how long a generated development certificate is valid.
@@ -122,6 +124,7 @@ func NewFront(cfg ListenConfig, log *slog.Logger, parts ...Part) (*Front, error)
 		p.RegisterGRPC(gs)
 	}
 	f.Health.Register(f.Mux)
+	metrics.Register(f.Mux)
 	reflection.Register(gs)
 	f.HTTP = &HTTPServer{Addr: cfg.HTTPAddr, Handler: f.Mux, Log: log}
 	if f.httpCert != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/heraldhq/herald/pkg/metrics"
 )
 
 // DefaultURL is where a standalone service looks for NATS unless told.
@@ -113,7 +115,7 @@ func Drain(nc *nats.Conn, timeout time.Duration) error {
 		return nil
 	}
 	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	nc.SetClosedHandler(func(nc *nats.Conn) { markClosed(nc); close(closed) })
 	if err := nc.Drain(); err != nil {
 		nc.Close()
 		if errors.Is(err, nats.ErrConnectionClosed) {
@@ -130,17 +132,28 @@ func Drain(nc *nats.Conn, timeout time.Duration) error {
 	}
 }
 
-// handlers logs connection state changes. A slow consumer means this
+// markClosed records that a connection is gone for good.
+func markClosed(nc *nats.Conn) { metrics.NATSConnected.WithLabelValues(nc.Opts.Name).Set(0) }
+
+// handlers logs connection state changes and keeps the connection's metrics (connected,
+// reconnects, disconnects; labelled with name, one per service). A slow consumer means this
 // process dropped messages: it is logged as an error with the subject.
 func handlers(log *slog.Logger, name string) []nats.Option {
 	log = log.With("component", "nats", "conn", name)
+	connected := metrics.NATSConnected.WithLabelValues(name)
 	return []nats.Option{
+		nats.ConnectHandler(func(*nats.Conn) { connected.Set(1) }),
+		nats.ClosedHandler(markClosed),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			connected.Set(0)
+			metrics.NATSDisconnects.WithLabelValues(name).Inc()
 			if err != nil {
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			connected.Set(1)
+			metrics.NATSReconnects.WithLabelValues(name).Inc()
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {

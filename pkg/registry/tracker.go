@@ -81,6 +81,7 @@ type Tracker struct {
 	failures atomic.Uint64
 	dropped  atomic.Uint64
 	lastErr  atomic.Pointer[error] // nil: healthy
+	degraded degradedClock
 }
 
 type tracked struct {
@@ -115,7 +116,7 @@ func NewTracker(reg Registry, cfg TrackerConfig) (*Tracker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &Tracker{
-		reg: reg, cfg: cfg, log: log.With("component", "registry", "instance", cfg.Instance),
+		reg: instrumented{reg}, cfg: cfg, log: log.With("component", "registry", "instance", cfg.Instance),
 		ops:  make(chan op, opQueue),
 		held: map[string]*tracked{}, retry: map[string]struct{}{},
 	}
@@ -243,6 +244,7 @@ func (t *Tracker) emit(action string, c Conn) {
 func (t *Tracker) fail(what string, err error) {
 	t.failures.Add(1)
 	if t.lastErr.Swap(&err) == nil {
+		t.degraded.enter()
 		t.log.Warn("connection registry unreachable: serving on, listing degraded", "op", what, "err", err)
 	} else {
 		t.log.Debug("registry call failed", "op", what, "err", err)
@@ -390,6 +392,7 @@ func (t *Tracker) refresh() {
 // reachable clears the degraded state after a registry call succeeded.
 func (t *Tracker) reachable() {
 	if t.lastErr.Swap(nil) != nil {
+		t.degraded.leave()
 		t.log.Info("connection registry reachable again")
 	}
 }

@@ -60,6 +60,9 @@ type Built struct {
 	Wrap func(http.Handler) http.Handler
 	// Degraded, if set, is a readiness check the service keeps serving without.
 	Degraded func(ctx context.Context) error
+	// Ready, if set, is a readiness check besides the NATS round trip every service has
+	// (ingest: the event stream takes writes).
+	Ready func(ctx context.Context) error
 }
 
 // Main runs the command and exits the process: 0 after a clean shutdown, 1 on an error.
@@ -123,6 +126,15 @@ func run(opts Options, registerFlags func(*flag.FlagSet), build func(Env) (Built
 	front, err := app.NewFront(listen, log, b.Service)
 	if err != nil {
 		return err
+	}
+	front.Health.DrainDelay = appCfg.DrainDelay
+	probe, err := natsx.ServeHealth(nc, opts.Name)
+	if err != nil {
+		return err
+	}
+	front.Health.AddCheck("nats", probe.Check)
+	if b.Ready != nil {
+		front.Health.AddCheck(opts.Name, b.Ready)
 	}
 	if b.Degraded != nil {
 		front.Health.AddDegradedCheck(opts.Name, b.Degraded)

@@ -30,6 +30,17 @@ func AuthAPIKeyRevoked(keyID string) string {
 // connections it holds (ConnectionService.Kick).
 func Kick(instance string) string { return "herald.conn.kick." + EncodeToken(instance) }
 
+// Health is the subject one process answers itself, so its readiness check proves a NATS round
+// trip (this process to the cluster and back), not merely an open socket. id is unique per
+// process.
+func Health(id string) string { return "herald.health." + EncodeToken(id) }
+
+// EventStreamProbe is the subject ingest's readiness check publishes to with an expectation
+// the stream must refuse: the refusal comes from the stream's leader, which proves
+// EventStream takes writes, and nothing is stored. It lies inside EventsWildcard but has
+// three tokens where every event subject has six, so no event filter matches it.
+const EventStreamProbe = EventsPrefix + ".probe"
+
 // MsgIDHeader is the NATS header carrying an event's id. JetStream stores a message once per id
 // within the stream's duplicate window and answers a repeat with the original sequence, which
 // makes a retried publish idempotent.

@@ -43,22 +43,23 @@ func (b *batchConn) begin() {
 	b.mu.Unlock()
 }
 
-// flush writes what the batch collected and leaves batching mode.
-func (b *batchConn) flush() error {
+// flush writes what the batch collected, leaves batching mode and says how many bytes went.
+func (b *batchConn) flush() (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.batching = false
 	buf := b.buf
 	b.buf = nil
+	var n int
 	var err error
 	if len(*buf) > 0 {
-		_, err = b.Conn.Write(*buf)
+		n, err = b.Conn.Write(*buf)
 	}
 	if cap(*buf) <= maxPooledBatch {
 		*buf = (*buf)[:0]
 		batchBufs.Put(buf)
 	}
-	return err
+	return n, err
 }
 
 // hijackWriter hands gorilla a batchConn in place of the raw connection.

@@ -15,10 +15,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldhq/herald/pkg/metrics"
 )
 
 // disconnectAbnormal (1006) is never sent: it marks a write side already broken, so Close
@@ -138,6 +141,7 @@ type Conn struct {
 	queuedBytes int           // guarded by mu
 	flushing    bool          // a flusher goroutine owns the write side; guarded by mu
 	closed      bool          // no more Sends; guarded by mu
+	sentCode    int           // the close code Close sent first; guarded by mu
 	drained     chan struct{} // closed by the flusher once a closing conn's queue is written; guarded by mu
 }
 
@@ -151,8 +155,10 @@ func (c *Conn) Send(frame []byte) bool {
 		return false
 	}
 	if len(c.queue) >= c.cfg.SendQueue || c.queuedBytes+len(frame) > c.cfg.SendQueueBytes {
-		n := len(c.queue)
+		n, size, log := len(c.queue), c.queuedBytes, c.log
 		c.mu.Unlock()
+		metrics.WSSlowCloses.Inc()
+		log.Warn("closing slow consumer", "remote", c.RemoteAddr(), "backlog_messages", n, "backlog_bytes", size)
 		c.Close(DisconnectSlow.WithReason(fmt.Sprintf("slow consumer: %d messages not yet read", n)))
 		return false
 	}
@@ -188,16 +194,26 @@ func (c *Conn) flush() {
 			size += len(c.queue[k])
 			k++
 		}
+		// One sample per batch write keeps the histogram off the per-message path.
+		metrics.WSSendQueue.Observe(float64(len(c.queue)))
 		batch := c.queue[:k:k]
 		c.queue = c.queue[k:]
 		c.queuedBytes -= size
 		c.mu.Unlock()
 
 		if err := c.writeBatch(batch); err != nil {
-			c.log.Debug("websocket write failed", "err", err)
 			c.mu.Lock()
 			c.stopFlushing()
+			backlog, log, closing := len(c.queue)+len(batch), c.log, c.closed
 			c.mu.Unlock()
+			if errors.Is(err, os.ErrDeadlineExceeded) && !closing {
+				// A reader that stopped reading: its TCP window is full, so no close frame can
+				// reach it either. Say so where an operator looks.
+				metrics.WSSlowCloses.Inc()
+				log.Warn("closing stalled client: write timed out", "remote", c.RemoteAddr(), "backlog_messages", backlog, "err", err)
+			} else {
+				log.Debug("websocket write failed", "err", err)
+			}
 			c.Close(disconnectAbnormal)
 			return
 		}
@@ -220,11 +236,14 @@ func (c *Conn) writeBatch(batch [][]byte) error {
 	c.bc.begin()
 	for _, frame := range batch {
 		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-			_ = c.bc.flush()
+			_, _ = c.bc.flush()
 			return err
 		}
 	}
-	return c.bc.flush()
+	n, err := c.bc.flush()
+	metrics.WSFramesWritten.Add(float64(len(batch)))
+	metrics.WSBytesWritten.Add(float64(n))
+	return err
 }
 
 func (c *Conn) ping() {
@@ -254,6 +273,7 @@ func (c *Conn) Close(d Disconnect) {
 		return
 	}
 	c.closed = true
+	c.sentCode = code
 	var drained chan struct{}
 	if code == DisconnectSlow.Code || code == websocket.CloseAbnormalClosure {
 		c.queue = nil
@@ -288,12 +308,37 @@ func (c *Conn) Close(d Disconnect) {
 	}()
 }
 
+// SetPrincipal names who is on the other end, for the connection's own log lines (a slow
+// consumer's close is logged at warn with it).
+func (c *Conn) SetPrincipal(principal string) {
+	c.mu.Lock()
+	c.log = c.log.With("principal", principal)
+	c.mu.Unlock()
+}
+
 // Backlog is the number of frames queued and not yet written, so a producer that could fill
 // the queue faster than the client reads (a replay) can pace itself instead of overflowing it.
 func (c *Conn) Backlog() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.queue)
+}
+
+// ClosedWith is the close code that ended the connection, given the error ReadLoop returned:
+// the code Close sent, else the peer's own close code, else 1006 (the connection broke).
+func (c *Conn) ClosedWith(readErr error) int {
+	c.mu.Lock()
+	code := c.sentCode
+	c.mu.Unlock()
+	var ce *websocket.CloseError
+	switch {
+	case code != 0:
+		return code
+	case errors.As(readErr, &ce):
+		return ce.Code
+	default:
+		return websocket.CloseAbnormalClosure
+	}
 }
 
 // Done is closed when ReadLoop has returned: the connection is gone.

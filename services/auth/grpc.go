@@ -46,6 +46,7 @@ func (g grpcServer) Verify(ctx context.Context, req *heraldv1.VerifyRequest) (*h
 		return nil, status.Error(codes.InvalidArgument, "token: must not be empty")
 	}
 	c, err := g.s.verifier.Verify(ctx, req.GetToken())
+	observeVerify(err)
 	if err != nil {
 		// The token package's errors are written for clients: expired, bad
 		// signature or malformed, with the detail.

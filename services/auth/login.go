@@ -48,7 +48,8 @@ func (s *Service) Login(ctx context.Context, username, password string) (Session
 // LoginFrom is Login from a client at address (a host, "" when unknown), which failed logins
 // are limited by. The password check waits for one of the service's bcrypt workers (as many
 // as cores); a caller that gives up while waiting costs no hashing.
-func (s *Service) LoginFrom(ctx context.Context, username, password, address string) (Session, error) {
+func (s *Service) LoginFrom(ctx context.Context, username, password, address string) (_ Session, err error) {
+	defer observeLogin(&err)
 	switch {
 	case username == "":
 		return Session{}, fmt.Errorf("%w: username: must not be empty", ErrInvalidRequest)

@@ -389,7 +389,7 @@ func TestPingsReapDeadPeers(t *testing.T) {
 	_ = dead
 }
 
-// Shutdown closes every client with 1001 and a reason.
+// Shutdown drains: every client is closed with 1012, reconnect elsewhere.
 func TestShutdownClosesClients(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
@@ -398,8 +398,8 @@ func TestShutdownClosesClients(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- r.stop() }()
 	code, reason := c.closeCode(5 * time.Second)
-	if code != websocket.CloseGoingAway || reason != "server shutting down" {
-		t.Fatalf("closed with %d %q, want 1001 server shutting down", code, reason)
+	if code != websocket.CloseServiceRestart || reason != "service restart" {
+		t.Fatalf("closed with %d %q, want 1012 service restart", code, reason)
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("edge.Run: %v", err)

@@ -40,12 +40,19 @@ import (
 // DefaultShutdownTimeout is how long the edge waits for clients to go after close 1001.
 const DefaultShutdownTimeout = 5 * time.Second
 
+// DefaultDrainWindow is how long a stopping edge spreads its sockets' 1012 closes over.
+const DefaultDrainWindow = 5 * time.Second
+
 // Config is the edge's settings. The zero value of a field means its default.
 type Config struct {
 	WS              wsconn.Config
 	Hub             hub.Config
-	ShutdownTimeout time.Duration // how long to wait for clients to go after close 1001 (default 5s)
-	AuthTimeout     time.Duration // wait for the first-message auth of monitoring sockets (default 10s)
+	ShutdownTimeout time.Duration // how long to wait for clients to go after their close (default 5s)
+	// DrainWindow spreads the closes (1012, "reconnect elsewhere") of a stopping edge's sockets
+	// over this long, in batches, so its clients do not all reconnect to one neighbour at once
+	// (default 5s; negative: all at once).
+	DrainWindow time.Duration
+	AuthTimeout time.Duration // wait for the first-message auth of monitoring sockets (default 10s)
 	// RegistryTTL bounds how long this edge's connections stay listed after it dies without a
 	// goodbye (default 30s); entries are refreshed every third of it.
 	RegistryTTL time.Duration
@@ -67,6 +74,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "edge.shutdown-timeout", DefaultShutdownTimeout, "wait for clients to close on shutdown")
 	fs.DurationVar(&c.AuthTimeout, "edge.auth-timeout", 10*time.Second, "wait for the auth message on metrics and logs sockets")
 	fs.DurationVar(&c.RegistryTTL, "edge.registry-ttl", registry.DefaultTTL, "how long a dead edge's connections stay listed")
+	fs.DurationVar(&c.DrainWindow, "edge.drain-window", DefaultDrainWindow, "on shutdown, spread the sockets' closes (1012) over this long (negative: all at once)")
 	fs.Func("edge.allowed-origins", "comma-separated origins (https://host[:port]) whose pages may open Rancher sockets with the R_SESS cookie; the edge's own origin is always allowed",
 		func(v string) error {
 			for o := range strings.SplitSeq(v, ",") {
@@ -133,6 +141,9 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.DrainWindow == 0 {
+		cfg.DrainWindow = DefaultDrainWindow
 	}
 	log := deps.Log
 	if log == nil {
@@ -227,8 +238,10 @@ func (e *Edge) Ready() <-chan struct{} { return e.ready }
 // Hub exposes the fan-out core, for tests and metrics.
 func (e *Edge) Hub() *hub.Hub { return e.hub }
 
-// Run dispatches events until ctx ends, then closes every client with 1001 "going away"
-// (net/http does not close hijacked connections) and waits for them, bounded.
+// Run dispatches events until ctx ends, then drains: it closes every client with 1012
+// "service restart" (reconnect elsewhere), in batches over the drain window (net/http does
+// not close hijacked connections), and waits for them, bounded. By then the process's
+// readiness has been 503 for its drain delay, so load balancers send no new clients here.
 //
 // The connection tracker runs alongside and stops last, so the connections closed by the
 // shutdown leave the registry at once (a goodbye) rather than expiring.
@@ -242,9 +255,9 @@ func (e *Edge) Run(ctx context.Context) error {
 	stopTracker := e.tracker.Start() // kicks, registry writes, connection events
 	close(e.ready)
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.DrainWindow, 0)+e.cfg.ShutdownTimeout)
 	defer cancel()
-	err := e.hub.Shutdown(sctx, wsconn.DisconnectShutdown)
+	err := e.hub.Drain(sctx, wsconn.DisconnectRestart, max(e.cfg.DrainWindow, 0))
 	stopHub()
 	err = errors.Join(err, <-done)
 	stopTracker()

@@ -7,12 +7,13 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/heraldhq/herald/pkg/access"
+	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/services/edge/connections"
 	"github.com/heraldhq/herald/services/edge/rancher"
 )
 
-// TrackREST lists every plain HTTP request but health probes in the connection registry while
+// TrackREST lists every plain HTTP request but health probes and metrics scrapes in the connection registry while
 // it is in flight
 // (Digital Rebar's connections API shows REST as well as WebSocket connections). WebSocket
 // upgrades pass through: each dialect lists its socket once it has authenticated it.
@@ -22,9 +23,9 @@ import (
 // claimed), else DRP's "unknown". Listing must never cost a login.
 func (e *Edge) TrackREST(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Health probes are the load balancer's, every few seconds: not connections worth
-		// two registry writes each.
-		if websocket.IsWebSocketUpgrade(r) || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		// Health probes and scrapes come from the load balancer and Prometheus, every few
+		// seconds: not connections worth two registry writes each.
+		if websocket.IsWebSocketUpgrade(r) || r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == metrics.Path {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -203,7 +203,7 @@ func (s *Stack) Run(ctx context.Context) error {
 
 	// Users, API keys, signing keys and revocations: the embedded JetStream's key-value
 	// buckets, so they survive a restart like the events do; Redis holds none of them.
-	authNC := w.conn("auth")
+	authNC, ingestNC, edgeNC := w.conn("auth"), w.conn("ingest"), w.conn("edge")
 	var authJS jetstream.JetStream
 	if authNC != nil {
 		authJS, err = jetstream.New(authNC)
@@ -223,11 +223,11 @@ func (s *Stack) Run(ctx context.Context) error {
 	}
 	// Ingest records each server's latest sample and facts, and the edge reads them for new
 	// viewers, from the same store; both list their connections in the same registry.
-	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: w.conn("ingest"), Verifier: verifier, State: state, Log: s.log,
+	ingestSvc, err := ingest.New(s.cfg.Ingest, ingest.Deps{NC: ingestNC, Verifier: verifier, State: state, Log: s.log,
 		Registry: reg, Instance: instance + "-ingest", AnnounceConnections: true})
 	w.check(err)
 	w.add("ingest", ingestSvc)
-	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: w.conn("edge"), Verifier: verifier, Latest: state, Facts: state, Log: s.log,
+	edgeSvc, err := edge.New(s.cfg.Edge, edge.Deps{NC: edgeNC, Verifier: verifier, Latest: state, Facts: state, Log: s.log,
 		Registry: reg, Instance: instance + "-edge", AnnounceConnections: true})
 	w.check(err)
 	w.add("edge", edgeSvc)
@@ -241,6 +241,21 @@ func (s *Stack) Run(ctx context.Context) error {
 		w.abort()
 		return err
 	}
+	front.Health.DrainDelay = s.cfg.App.DrainDelay
+	// Readiness proves delivery: each service's own NATS connection makes a round trip, and
+	// the event stream takes writes.
+	for _, c := range []struct {
+		name string
+		nc   *nats.Conn
+	}{{"auth", authNC}, {"ingest", ingestNC}, {"edge", edgeNC}} {
+		probe, err := natsx.ServeHealth(c.nc, "herald-"+c.name)
+		if err != nil {
+			w.abort()
+			return err
+		}
+		front.Health.AddCheck(c.name+" nats", probe.Check)
+	}
+	front.Health.AddCheck("ingest event stream", ingestSvc.CheckStream)
 	// Without the registry both keep serving: degraded, not unready.
 	front.Health.AddDegradedCheck("edge connection registry", edgeSvc.Tracker().Check)
 	front.Health.AddDegradedCheck("ingest connection registry", ingestSvc.Tracker().Check)

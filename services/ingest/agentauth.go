@@ -149,6 +149,7 @@ func (c *agentConn) authenticate(msg []byte) {
 		func(reason string) { c.conn.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	c.sendJSON(agentwire.AuthSuccess{Type: agentwire.TypeAuthSuccess, ServerID: sid, Message: agentwire.MessageConnected})
 	c.log.Info("agent connected")
+	observeAgent(1)
 	c.svc.emit("agents", "online", sid, "agent:"+c.info.KeyID, presence{
 		ServerID: sid, RemoteAddr: c.remote, Reason: "connected", Time: c.acceptedAt.UTC(),
 	})

@@ -194,6 +194,7 @@ func (c *agentConn) finish(readErr error) {
 	}
 	c.unsubscribe()
 	c.untrack()
+	observeAgent(-1)
 	c.pending.close(agentwire.RPCReply{Code: agentwire.CodeGone, Error: "agent disconnected before answering"})
 	c.telemetry.stop()
 	if c.replaced.Load() {

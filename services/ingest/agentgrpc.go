@@ -57,6 +57,7 @@ func (g *agentServer) RunCommand(ctx context.Context, req *heraldv1.RunCommandRe
 	rpc := agentwire.RPCRequest{Kind: agentwire.KindCommand, ID: g.svc.NewJobID(), Command: req.GetCommand(),
 		TimeoutMs: timeout.Milliseconds(), Principal: claims.principal}
 	r, err := g.svc.CallAgent(ctx, sid, rpc)
+	observeCommand("command", r, err)
 	if err != nil {
 		return nil, g.svc.agentStatus(ctx, sid, err)
 	}
@@ -98,6 +99,7 @@ func (g *agentServer) DockerAction(ctx context.Context, req *heraldv1.DockerActi
 	rpc := agentwire.RPCRequest{Kind: agentwire.KindDocker, ID: g.svc.NewJobID(), Action: action,
 		ContainerID: cid, Tail: int(req.GetTail()), Principal: claims.principal}
 	r, err := g.svc.CallAgent(ctx, sid, rpc)
+	observeCommand("docker", r, err)
 	if err != nil {
 		return nil, g.svc.agentStatus(ctx, sid, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
 	"github.com/heraldhq/herald/pkg/eventstream"
+	"github.com/heraldhq/herald/pkg/subject"
 )
 
 // ErrUnavailable is wrapped by Publish errors that come from NATS (unreachable, no
@@ -39,7 +41,8 @@ func (s *Service) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 // PublishID is Publish with the caller's event id (empty: generated). Publishing an id again
 // within the stream's duplicate window stores nothing and is answered with the original
 // sequence and Duplicate set, so a caller may retry a publish that timed out.
-func (s *Service) PublishID(ctx context.Context, id string, ev *event.Event) (eventpub.Ack, error) {
+func (s *Service) PublishID(ctx context.Context, id string, ev *event.Event) (ack eventpub.Ack, err error) {
+	defer observePublish(time.Now(), &err)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	// Check the event before waiting for the stream: a bad event is the caller's error
@@ -54,7 +57,7 @@ func (s *Service) PublishID(ctx context.Context, id string, ev *event.Event) (ev
 	}
 	// ExpectStream makes NATS refuse the message unless it lands in our stream, so an
 	// acknowledgement always means "stored in HERALD_EVENTS".
-	ack, err := eventpub.PublishID(ctx, s.js, id, ev, jetstream.WithExpectStream(StreamName))
+	ack, err = eventpub.PublishID(ctx, s.js, id, ev, jetstream.WithExpectStream(StreamName))
 	if err != nil {
 		return eventpub.Ack{}, fmt.Errorf("ingest: %w", err)
 	}
@@ -121,4 +124,22 @@ func (s *Service) tryEnsureStream(ctx context.Context) error {
 	defer cancel()
 	_, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
 	return err
+}
+
+// CheckStream is ingest's readiness check that HERALD_EVENTS accepts writes: it publishes to
+// subject.EventStreamProbe expecting a last sequence the stream cannot have. The stream's
+// leader answers "wrong last sequence", which proves it is there and takes publishes, and
+// stores nothing. Any other answer (no JetStream, no leader, no reply) fails the check.
+func (s *Service) CheckStream(ctx context.Context) error {
+	_, err := s.js.Publish(ctx, subject.EventStreamProbe, nil,
+		jetstream.WithExpectStream(StreamName), jetstream.WithExpectLastSequence(math.MaxUint64))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return nil
+	}
+	if err == nil {
+		return nil // stored after all (a stream at that sequence): it takes writes
+	}
+	return fmt.Errorf("stream %s does not take writes: %w", StreamName, err)
 }

@@ -75,6 +75,7 @@ func (t *telemetry) metrics(ctx context.Context, f telemetryFrame) {
 		c.invalid(err)
 		return
 	}
+	observeSample()
 	sctx, cancel := context.WithTimeout(ctx, stateTimeout)
 	fresh, err := s.state.PutMetrics(sctx, sid, sample.Time, sample.JSON)
 	cancel()

@@ -20,8 +20,15 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/heraldhq/herald/pkg/eventstream"
+	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
+)
+
+// The hub's counters, resolved once so the fan-out path pays no label lookup.
+var (
+	droppedByNATS = metrics.EdgeDropped.WithLabelValues("nats")
+	droppedEncode = metrics.EdgeDropped.WithLabelValues("encode")
 )
 
 // Sink is one client connection as the hub sees it.
@@ -195,6 +202,7 @@ func (h *Hub) stop() {
 			_ = t.sub.Unsubscribe()
 		}
 		delete(h.topics, s)
+		metrics.EdgeSubscriptions.Dec()
 	}
 	clear(h.bySub)
 }
@@ -222,9 +230,20 @@ func (h *Hub) Clients() int {
 	return len(h.conns)
 }
 
-// Shutdown refuses new clients, closes every live one with d, and waits until
+// Shutdown refuses new clients, closes every live one with d at once, and waits until
 // all of them have been removed or ctx ends.
 func (h *Hub) Shutdown(ctx context.Context, d wsconn.Disconnect) error {
+	return h.Drain(ctx, d, 0)
+}
+
+// drainTick is the pause between two batches of a drain.
+const drainTick = 50 * time.Millisecond
+
+// Drain refuses new clients and closes the live ones with d in equal batches spread over
+// window (a batch every drainTick), so that thousands of clients told to reconnect do not all
+// land on one neighbour in the same instant; then it waits until all of them have been removed
+// or ctx ends. A window of zero closes everyone at once.
+func (h *Hub) Drain(ctx context.Context, d wsconn.Disconnect, window time.Duration) error {
 	h.mu.Lock()
 	h.closed = true
 	sinks := make([]Sink, 0, len(h.conns))
@@ -232,8 +251,26 @@ func (h *Hub) Shutdown(ctx context.Context, d wsconn.Disconnect) error {
 		sinks = append(sinks, c.sink)
 	}
 	h.mu.Unlock()
-	for _, s := range sinks {
-		s.Close(d)
+	start := time.Now()
+	batches := max(1, int(window/drainTick))
+	per := (len(sinks) + batches - 1) / batches
+	tick := time.NewTicker(drainTick)
+	defer tick.Stop()
+	for i := 0; i < len(sinks); i += per {
+		if i > 0 {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				per = len(sinks) // out of time: close the rest now
+			}
+		}
+		for _, s := range sinks[i:min(i+per, len(sinks))] {
+			s.Close(d)
+		}
+	}
+	if len(sinks) > 0 {
+		metrics.EdgeDrainSeconds.Set(time.Since(start).Seconds())
+		h.log.Info("closed every client", "clients", len(sinks), "code", d.Code, "took", time.Since(start))
 	}
 	done := make(chan struct{})
 	go func() { h.conned.Wait(); close(done) }()
@@ -397,6 +434,7 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 		t.sub = sub
 		h.topics[s] = t
 		h.bySub[sub] = t
+		metrics.EdgeSubscriptions.Inc()
 		go h.confirm(t)
 	}
 	t.mu.Lock()
@@ -437,6 +475,7 @@ func (h *Hub) leave(c *Client, s string) {
 		_ = t.sub.Unsubscribe()
 		delete(h.topics, s)
 		delete(h.bySub, t.sub)
+		metrics.EdgeSubscriptions.Dec()
 	}
 }
 
@@ -487,6 +526,7 @@ func (h *Hub) dispatch(nm *nats.Msg) {
 	h.mu.RLock()
 	t := h.bySub[nm.Sub]
 	h.mu.RUnlock()
+	metrics.EdgeNATSMessages.Inc()
 	if t == nil {
 		return // unsubscribed while the message was queued (and maybe subscribed anew)
 	}
@@ -518,9 +558,11 @@ func (h *Hub) dispatch(nm *nats.Msg) {
 	}
 	if len(fc.failed) > 0 {
 		h.undecodable.Add(1)
+		droppedEncode.Inc()
 		h.log.Warn("event not delivered to some clients: cannot encode", "subject", m.Subject, "err", fc.failed[0])
 	}
 	h.delivered.Add(n)
+	metrics.EdgeDeliveries.Add(float64(n))
 }
 
 // streamMessage fills in an event's subject, sequence and position from the stream's
@@ -558,6 +600,7 @@ func (h *Hub) dropped(t *topic) bool {
 	}
 	reason := fmt.Sprintf("edge overloaded: %d events dropped; resume from your last position", d-t.seenDropped)
 	h.lost.Add(uint64(d-t.seenDropped) * uint64(len(t.members)))
+	droppedByNATS.Add(float64(d - t.seenDropped))
 	t.seenDropped = d
 	h.log.Warn("NATS dropped events for a filter; closing its clients", "subject", t.subject, "dropped", d)
 	for _, mb := range t.members {

@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pkg/access"
+	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
@@ -121,7 +122,7 @@ func (rt *Runtime) Serve(w http.ResponseWriter, r *http.Request, endpoint string
 		return
 	}
 	s := &Socket{rt: rt, conn: conn, h: h, endpoint: endpoint, remote: r.RemoteAddr, log: log,
-		untrack: func() {}, unwatch: func() {}}
+		untrack: func() {}, unwatch: func() {}, counted: metrics.EdgeSocketOpened(endpoint)}
 	if sess != nil {
 		s.authenticated(*sess, "")
 	} else {
@@ -142,7 +143,8 @@ type Socket struct {
 	endpoint string
 	remote   string
 	log      *slog.Logger
-	deadline *time.Timer // first-message dialects: ends the socket if no credentials come
+	deadline *time.Timer    // first-message dialects: ends the socket if no credentials come
+	counted  func(code int) // counts the socket closed, per endpoint and close code
 
 	mu      sync.Mutex
 	sess    *access.Session // nil until authenticated; guarded by mu
@@ -171,6 +173,7 @@ func (s *Socket) run() {
 	if s.deadline != nil {
 		s.deadline.Stop()
 	}
+	s.counted(s.conn.ClosedWith(err))
 	// Clients are made only on this goroutine, so none can race this removal.
 	for _, c := range s.clients {
 		s.rt.Hub.Remove(c)
@@ -223,6 +226,7 @@ func (s *Socket) authenticated(sess access.Session, serverID string) {
 			func(reason string) { s.Close(wsconn.DisconnectKicked.WithReason(reason)) })
 	}
 	unwatch := sess.Watch(s.rt.now(), s.end)
+	s.conn.SetPrincipal(sess.Principal()) // a slow consumer's warning names who it was
 	s.mu.Lock()
 	s.sess = &sess
 	s.connID = self.ID

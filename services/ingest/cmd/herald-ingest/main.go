@@ -31,6 +31,6 @@ func main() {
 			if err != nil {
 				return servicemain.Built{}, err
 			}
-			return servicemain.Built{Service: svc, Degraded: svc.Tracker().Check}, nil
+			return servicemain.Built{Service: svc, Degraded: svc.Tracker().Check, Ready: svc.CheckStream}, nil
 		})
 }
