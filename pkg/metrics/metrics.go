@@ -46,7 +46,7 @@ var (
 	EdgeDeliveries = counter("herald_edge_deliveries_total", "Frames handed to client send queues (one per client per message).")
 	// EdgeDropped counts messages the hub could not deliver, by reason: "nats" (NATS dropped
 	// them on the way to the edge), "encode" (the message could not be rendered in a dialect).
-	EdgeDropped = counterVec("herald_edge_dropped_messages_total", "Messages the edge could not deliver, by reason (nats, encode).", "reason")
+	EdgeDropped = counterVec("herald_edge_dropped_messages_total", "Messages the edge could not deliver, by reason (nats, encode; interrupted: clients closed because the edge lost NATS).", "reason")
 	// EdgeSubscriptions is the number of NATS subscriptions the hub holds (one per distinct
 	// filter).
 	EdgeSubscriptions = gauge("herald_edge_nats_subscriptions", "NATS subscriptions held by the edge's hub, one per distinct filter.")

@@ -29,6 +29,8 @@ import (
 var (
 	droppedByNATS = metrics.EdgeDropped.WithLabelValues("nats")
 	droppedEncode = metrics.EdgeDropped.WithLabelValues("encode")
+	// droppedInterrupted counts the clients closed because the edge lost its NATS connection.
+	droppedInterrupted = metrics.EdgeDropped.WithLabelValues("interrupted")
 )
 
 // Sink is one client connection as the hub sees it.
@@ -301,6 +303,7 @@ func (h *Hub) Interrupted() {
 		h.log.Warn("NATS connection lost; closing every client so they resume", "clients", len(sinks))
 	}
 	h.lost.Add(uint64(len(sinks)))
+	droppedInterrupted.Add(float64(len(sinks)))
 	for _, s := range sinks {
 		s.Close(DisconnectInterrupted)
 	}
