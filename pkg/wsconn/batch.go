@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // batchConn lets several WebSocket frames leave in one write(2). gorilla writes each frame
@@ -19,6 +20,7 @@ type batchConn struct {
 	mu       sync.Mutex
 	batching bool
 	buf      *[]byte
+	deadline time.Time // the latest write deadline asked for while batching
 }
 
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -34,6 +36,20 @@ func (b *batchConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return b.Conn.Write(p)
+}
+
+// SetWriteDeadline, while batching, only records the deadline. gorilla sets one for every frame,
+// and each is a call into the runtime's poller: about a fifth of a saturated edge's CPU in a
+// profile at 1k clients x 1000 msg/s. The batch leaves in one write, bounded by the latest.
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
+	b.mu.Lock()
+	if b.batching {
+		b.deadline = t
+		b.mu.Unlock()
+		return nil
+	}
+	b.mu.Unlock()
+	return b.Conn.SetWriteDeadline(t)
 }
 
 func (b *batchConn) begin() {
@@ -53,8 +69,14 @@ func (b *batchConn) flush() (int, error) {
 	var n int
 	var err error
 	if len(*buf) > 0 {
-		n, err = b.Conn.Write(*buf)
+		if !b.deadline.IsZero() {
+			err = b.Conn.SetWriteDeadline(b.deadline)
+		}
+		if err == nil {
+			n, err = b.Conn.Write(*buf)
+		}
 	}
+	b.deadline = time.Time{}
 	if cap(*buf) <= maxPooledBatch {
 		*buf = (*buf)[:0]
 		batchBufs.Put(buf)
