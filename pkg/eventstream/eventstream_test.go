@@ -98,9 +98,16 @@ func TestEpochAndRepublishedSequenceOnCluster(t *testing.T) {
 		Name: subject.EventStream, Subjects: []string{subject.EventsWildcard}, Replicas: 3,
 		RePublish: &jetstream.RePublish{Source: subject.EventsWildcard, Destination: subject.RepublishedWildcard},
 	}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
+	// Placing three replicas needs three current peers; a node just (re)started may not be yet
+	// ("no suitable peers for placement"), so creation is retried, bounded.
+	create := func() {
+		t.Helper()
+		testutil.Eventually(t, 30*time.Second, func() error {
+			_, err := js.CreateStream(ctx, cfg)
+			return err
+		})
 	}
+	create()
 	epoch, err := eventstream.Epoch(ctx, js)
 	if err != nil {
 		t.Fatal(err)
@@ -166,9 +173,7 @@ func TestEpochAndRepublishedSequenceOnCluster(t *testing.T) {
 	if err := js.DeleteStream(ctx, subject.EventStream); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	create()
 	if got, err := eventstream.Epoch(ctx, js); err != nil || got == epoch {
 		t.Fatalf("epoch of the recreated stream %q, %v; want a new one (old %q)", got, err, epoch)
 	}
