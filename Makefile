@@ -50,12 +50,12 @@ run:
 test: deps fmt-check vet importcheck gotest proto-check
 
 # What the tests run for real, from Debian's packages: redis-server (pkg/testutil/redistest),
-# Python's websocket-client (Salt's documented example), haproxy (deploy/check) and chromium
+# Python's websocket-client for Debian's /usr/bin/python3 (the Salt example runs it), haproxy (deploy/check) and chromium
 # (the browser tests). Missing ones are installed with apt-get (sudo when not root); without
 # apt-get, or without the rights to use it, one line says what to install.
 DEPS_CHECK := \
 	command -v redis-server >/dev/null || need="$$need redis-server"; \
-	python3 -c 'import websocket' 2>/dev/null || need="$$need python3-websocket"; \
+	/usr/bin/python3 -c 'import websocket' 2>/dev/null || need="$$need python3-websocket"; \
 	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need="$$need haproxy"; \
 	command -v chromium >/dev/null || need="$$need chromium"
 deps:
