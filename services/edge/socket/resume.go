@@ -119,8 +119,8 @@ func (s *Socket) release() {
 // (filters from subject.ForFilters, already narrowed to the session's permissions) through enc,
 // then calls done with the outcome and releases the held live frames. Hold must have been
 // called. A bad position is refused at once (the error wraps ErrBadPosition) and nothing
-// starts: the caller says so and calls Release. If the stream cannot be read the socket is
-// closed with DisconnectReplayFailed after done.
+// starts: the caller says so and calls Release. If the stream cannot be read, done is not
+// called: the socket is closed with DisconnectReplayFailed.
 func (s *Socket) Resume(enc hub.Encoder, subjects []string, pos string, done func(Resumed)) error {
 	p, err := eventstream.ParsePosition(pos)
 	if err != nil {
@@ -131,16 +131,16 @@ func (s *Socket) Resume(enc hub.Encoder, subjects []string, pos string, done fun
 		if err != nil && !errors.Is(err, errGone) {
 			s.log.Warn("socket: replay failed", "from", pos, "err", err)
 		}
-		if errors.Is(err, errGone) {
-			return
-		}
-		r.From = pos
-		done(r)
-		if err != nil {
+		switch {
+		case errors.Is(err, errGone):
+		case err != nil:
+			// No "caught up" for a replay that failed: the close says reconnect and resume.
 			s.Close(DisconnectReplayFailed)
-			return
+		default:
+			r.From = pos
+			done(r)
+			s.release()
 		}
-		s.release()
 	}()
 	return nil
 }

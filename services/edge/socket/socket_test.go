@@ -74,6 +74,19 @@ func (c *jsonConn) Frame(s *socket.Socket, msg []byte) error {
 		s.Authenticate(sess, "")
 	case c.sess == nil:
 		return wsconn.DisconnectPolicy.WithReason("authenticate first")
+	case m.Op == "resume": // Pattern to replay, Token the position
+		subjects, err := subject.ForFilters([]event.Filter{{}})
+		if err != nil {
+			return err
+		}
+		s.Hold()
+		if err := s.Subscribe(c.client, nil, subjects); err != nil {
+			return err
+		}
+		if err := s.Resume(rawEvents{}, subjects, m.Token, func(socket.Resumed) { s.Send([]byte(`{"op":"resumed"}`)) }); err != nil {
+			s.Send([]byte(`{"op":"error"}`))
+			s.Release()
+		}
 	case m.Op == "token":
 		if _, err := s.Refresh(m.Token); err != nil {
 			s.Send([]byte(`{"op":"error"}`))
@@ -369,5 +382,34 @@ func TestRefreshOutlivesTheFirstToken(t *testing.T) {
 	c.expectClose(wsconn.DisconnectTokenExpired.Code, "token expired")
 	if closed := time.Now(); closed.Before(exp1.Add(500 * time.Millisecond)) {
 		t.Fatalf("closed at %s, before the refreshed token's expiry (the first expired at %s)", closed, exp1)
+	}
+}
+
+// TestReplayThatCannotRunCloses1011: a resume whose replay cannot read the stream (this rig's
+// runtime has none) says nothing about being caught up: the socket closes 1011 telling the
+// client to resume again; a malformed position is refused and the socket stays.
+func TestReplayThatCannotRunCloses1011(t *testing.T) {
+	r := newRig(t, time.Hour)
+	c := r.dial(bearer(r.token("*.*.*")))
+	c.send(`{"op":"resume","token":"not a position"}`)
+	if f := c.next(); f != `{"op":"error"}` {
+		t.Fatalf("malformed position answered %s", f)
+	}
+	c.send(`{"op":"resume","token":"abc:1"}`)
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case f := <-c.frames:
+			if f == `{"op":"resumed"}` {
+				t.Fatal("a replay that could not run said the client was caught up")
+			}
+		case ce := <-c.closed:
+			if ce.Code != socket.DisconnectReplayFailed.Code || !strings.Contains(ce.Text, "reconnect and resume") {
+				t.Fatalf("closed %d %q, want %d", ce.Code, ce.Text, socket.DisconnectReplayFailed.Code)
+			}
+			return
+		case <-deadline:
+			t.Fatal("not closed within 5s")
+		}
 	}
 }
