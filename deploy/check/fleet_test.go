@@ -52,7 +52,7 @@ type fleet struct {
 
 type proc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testutil.Buffer
 	done chan struct{}
 }
 
@@ -325,7 +325,7 @@ func (f *fleet) start(name string, overrides map[string]string) {
 			t.Errorf("%s: %s is no setting of herald-%s", name, k, f.service(name))
 		}
 	}
-	p := &proc{cmd: &exec.Cmd{Path: bin, Args: []string{bin}, Env: env}, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: &exec.Cmd{Path: bin, Args: []string{bin}, Env: env}, out: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -335,7 +335,7 @@ func (f *fleet) start(name string, overrides map[string]string) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.out.tail(4000))
+			t.Logf("%s output:\n%s", name, tail(p.out, 4000))
 		}
 	})
 	f.procs[name] = p
@@ -353,7 +353,7 @@ func (f *fleet) waitHealthy(name string) {
 	testutil.Eventually(t, 30*time.Second, func() error {
 		select {
 		case <-f.procs[name].done:
-			t.Fatalf("%s exited:\n%s", name, f.procs[name].out.tail(4000))
+			t.Fatalf("%s exited:\n%s", name, tail(f.procs[name].out, 4000))
 		default:
 		}
 		if code, body := get(addr, u.RequestURI()); code != http.StatusOK {
@@ -399,7 +399,7 @@ func (f *fleet) startHAProxy() (httpAddr, grpcAddr string) {
 		t.Fatal(err)
 	}
 	bin := haproxyBinary(t)
-	p := &proc{cmd: exec.Command(bin, "-db", "-f", cfg), out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(bin, "-db", "-f", cfg), out: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -409,7 +409,7 @@ func (f *fleet) startHAProxy() (httpAddr, grpcAddr string) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("haproxy output:\n%s", p.out.tail(4000))
+			t.Logf("haproxy output:\n%s", tail(p.out, 4000))
 		}
 	})
 	f.procs["haproxy"] = p
@@ -709,28 +709,8 @@ func freePort(t *testing.T) int {
 
 func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 8<<20 { // bounded: keep the start, drop the rest
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) tail(n int) string {
-	s := l.String()
+// tail is the last n bytes of a process's output.
+func tail(b *testutil.Buffer, n int) string {
+	s := b.String()
 	return s[max(0, len(s)-n):]
 }

@@ -1,14 +1,12 @@
 package natsx_test
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,28 +18,11 @@ import (
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestEmbeddedInProcessWithJetStream(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testutil.Buffer
 	s, err := natsx.Embedded(natsx.EmbeddedConfig{
 		StoreDir: t.TempDir(),
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
@@ -142,7 +123,7 @@ func TestConnectGivesUpWhenContextEnds(t *testing.T) {
 func TestConnectReconnectsAndLogs(t *testing.T) {
 	t.Parallel()
 	s := natstest.RunServer(t)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	nc, err := natsx.Connect(t.Context(), s.ClientURL(), "test", log, nats.ReconnectWait(10*time.Millisecond))
 	if err != nil {
@@ -199,7 +180,7 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 func TestConnectRidesOutLossOfOneNode(t *testing.T) {
 	t.Parallel()
 	c := natstest.RunCluster(t, 3)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	nc, err := natsx.Connect(t.Context(), c.ClientURLs(0), "test", slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

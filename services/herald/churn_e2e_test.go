@@ -1,12 +1,10 @@
 package herald_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,31 +17,13 @@ import (
 	"github.com/heraldhq/herald/pkg/token"
 )
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // launchAgent runs the real agent binary with key against url and extra flags until the test
 // ends or it is killed, and returns it with its output.
-func launchAgent(t *testing.T, url, key string, flags ...string) (*exec.Cmd, *lockedBuffer) {
+func launchAgent(t *testing.T, url, key string, flags ...string) (*exec.Cmd, *testutil.Buffer) {
 	t.Helper()
 	cmd := exec.Command(agentBinary(t), append([]string{"-url", url}, flags...)...)
 	cmd.Env = append(os.Environ(), "HERALD_API_KEY="+key)
-	out := &lockedBuffer{}
+	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -103,7 +83,7 @@ func TestTwoRealAgentsOnOneKey(t *testing.T) {
 			<-announced
 			count++
 		}
-		for _, out := range []*lockedBuffer{outA, outB} {
+		for _, out := range []*testutil.Buffer{outA, outB} {
 			if strings.Contains(out.String(), "another agent is probably using the same API key") {
 				return nil
 			}

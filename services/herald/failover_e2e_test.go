@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -105,24 +104,12 @@ func startFailoverIngest(t *testing.T, c *natstest.Cluster, node int, name strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	svc.RegisterGRPC(gs)
-	go func() { _ = gs.Serve(lis) }()
-	(&fleet{t: t}).run(svc.Run, gs.Stop)
-	select {
-	case <-svc.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s not ready", name)
-	}
+	addr := serveIngest(t, svc, name)
 	tok, _, err := issuer.Issue("publisher", []string{"*.*.*"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

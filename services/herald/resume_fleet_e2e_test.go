@@ -134,28 +134,30 @@ func (f *resumeFleet) startEdge(i int, id string) *fleetEdge {
 }
 
 func (f *resumeFleet) startIngest(i int, id string) string {
-	t := f.t
-	nc := f.connect(i, id)
-	s, err := ingest.New(ingest.Config{StreamReplicas: 3}, ingest.Deps{NC: nc,
+	s, err := ingest.New(ingest.Config{StreamReplicas: 3}, ingest.Deps{NC: f.connect(i, id),
 		Verifier: token.NewVerifier(f.issuer.PublicKey()), APIKeys: apiKeys{}, Registry: f.registry(), Instance: id})
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
+	return serveIngest(f.t, s, id)
+}
+
+// serveIngest runs svc with its gRPC services on a loopback port until the test ends, waits
+// until it is ready and returns the gRPC address.
+func serveIngest(t *testing.T, svc *ingest.Service, name string) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	s.RegisterGRPC(gs)
+	svc.RegisterGRPC(gs)
 	go func() { _ = gs.Serve(lis) }()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; gs.Stop() })
+	(&fleet{t: t}).run(svc.Run, gs.Stop)
 	select {
-	case <-s.Ready():
+	case <-svc.Ready():
 	case <-time.After(30 * time.Second):
-		t.Fatal("ingest not ready")
+		t.Fatalf("%s not ready", name)
 	}
 	return lis.Addr().String()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,28 +55,10 @@ func startStack(t *testing.T) *herald.Stack {
 	return s
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // herald runs the CLI with the stack's addresses and returns its exit code and output.
 func heraldCLI(t *testing.T, s *herald.Stack, stdin string, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testutil.Buffer
 	code := execute(t.Context(), append([]string{"--edge", "http://" + s.HTTPAddr(), "--grpc", s.GRPCAddr()}, args...),
 		strings.NewReader(stdin), &out, &errOut)
 	return code, out.String(), errOut.String()
@@ -198,7 +178,7 @@ func TestKeysRoundTrip(t *testing.T) {
 func TestWatchReceivesPublishedEvents(t *testing.T) {
 	s := startStack(t)
 	t.Setenv("HERALD_TOKEN", "admin:"+adminPassword)
-	var out, errOut syncBuffer
+	var out, errOut testutil.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- execute(t.Context(), []string{"--edge", "http://" + s.HTTPAddr(), "watch", "profiles.save.*", "--count", "1", "-o", "json"},
@@ -294,7 +274,7 @@ func startAgent(t *testing.T, url, key string) {
 	t.Helper()
 	cmd := exec.Command(testutil.GoBuild(t, "../../../agent", "./cmd/herald-agent"), "-url", url, "-interval", "200ms", "-enable-commands")
 	cmd.Env = append(os.Environ(), "HERALD_API_KEY="+key)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
