@@ -9,6 +9,12 @@ const (
 	agentPrefix   = "herald.agent."
 )
 
+// TelemetrySubjects are the subjects TelemetryStream stores: every server's samples, alerts
+// and log entries (a server id is one token).
+var TelemetrySubjects = []string{metricsPrefix + "*", alertsPrefix + "*", logsPrefix + "*"}
+
+var telemetryPrefixes = [...]string{metricsPrefix, alertsPrefix, logsPrefix}
+
 // Metrics is where an agent's samples for serverID are published; the payload is the sample's
 // JSON object, exactly what a browser receives as "data".
 func Metrics(serverID string) string { return metricsPrefix + EncodeToken(serverID) }
