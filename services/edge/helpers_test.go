@@ -55,6 +55,7 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	issuer := token.NewIssuer(priv, time.Hour)
 	edgeNC := natstest.Connect(t, ns)
 	natstest.EventStream(t, edgeNC)
+	natstest.TelemetryStream(t, edgeNC)
 	var cfg edge.Config
 	deps := edge.Deps{NC: edgeNC, Verifier: token.NewVerifier(issuer.PublicKey())}
 	for _, o := range opts {

@@ -46,12 +46,14 @@ type Sink interface {
 
 // Message is one NATS message as an Encoder sees it.
 type Message struct {
-	// Subject is the event's subject (subject.ForEvent) for events, whether they came live
-	// through the stream's republished copy or from a replay; else the NATS subject.
+	// Subject is the stored subject (subject.ForEvent for events, subject.Metrics and the
+	// like for telemetry), whether it came live through the stream's republished copy or
+	// from a replay; else the NATS subject.
 	Subject string
 	Data    []byte
-	// Seq is the event's sequence in the event stream; 0 for messages that are not stored
-	// events (metrics, logs).
+	// Seq is the message's sequence in the stream that stored it (events in the event
+	// stream, samples, alerts and log entries in the telemetry stream); 0 for what no stream
+	// stored.
 	Seq uint64
 	// Position is "<epoch>:<seq>" (eventstream.FormatPosition), what a client sends back to
 	// resume; "" when Seq is 0 or the stream's epoch is not known yet.
@@ -75,13 +77,13 @@ type Config struct {
 	Inbound int
 	// SubscribeTimeout bounds the wait for NATS to confirm a new subscription (default 5s).
 	SubscribeTimeout time.Duration
-	// Epoch returns the event stream's epoch for positions ("" while unknown: frames then
-	// carry no position). Nil: no positions.
-	Epoch func() string
+	// Epoch returns the epoch of stream (subject.EventStream, subject.TelemetryStream) for
+	// positions ("" while unknown: frames then carry no position). Nil: no positions.
+	Epoch func(stream string) string
 	// StreamReset is called (on the dispatcher goroutine; it must not block) when a sequence
-	// lower than one already seen arrives: the stream was created anew and the epoch must be
-	// looked up again. Nil: nothing is called.
-	StreamReset func()
+	// lower than one already seen from stream arrives: the stream was created anew and its
+	// epoch must be looked up again. Nil: nothing is called.
+	StreamReset func(stream string)
 }
 
 // Hub routes events from NATS to clients.
@@ -104,13 +106,13 @@ type Hub struct {
 	// known, else one.
 	lost atomic.Uint64
 
-	lastSeq uint64 // the highest stream sequence dispatched; dispatcher only
+	lastSeq map[string]uint64 // the highest sequence dispatched, per stream; dispatcher only
 }
 
 // topic is one NATS subscription and the clients behind it.
 type topic struct {
-	subject string // the clients' filter: an event subject filter, or a core subject
-	stream  bool   // subscribed to the stream's republished copy of subject (events)
+	subject string // the clients' filter: an event subject filter, a server's telemetry, or a core subject
+	stream  bool   // subscribed to the stream's republished copy of subject (events, telemetry)
 	sub     *nats.Subscription
 	ready   chan struct{} // closed once NATS has confirmed the interest
 	err     error         // set before ready closes
@@ -153,7 +155,8 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) *Hub {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{nc: nc, cfg: cfg, log: log, in: make(chan *nats.Msg, cfg.Inbound),
-		topics: map[string]*topic{}, bySub: map[*nats.Subscription]*topic{}, conns: map[*Client]struct{}{}}
+		topics: map[string]*topic{}, bySub: map[*nats.Subscription]*topic{}, conns: map[*Client]struct{}{},
+		lastSeq: map[string]uint64{}}
 }
 
 // Run dispatches events until ctx ends, then drops every NATS subscription. All subscriptions
@@ -421,8 +424,8 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 	t := h.topics[s]
 	if t == nil {
 		t = &topic{subject: s, ready: make(chan struct{}), index: map[*Client]int{}}
-		// Events come from the stream's republished copy, which carries each one's sequence
-		// and arrives in the stream's order; anything else (metrics, logs) as published.
+		// Events and telemetry come from their stream's republished copy, which carries each
+		// one's sequence and arrives in the stream's order; anything else as published.
 		natsSubj := s
 		if rp, err := subject.ToRepublished(s); err == nil {
 			natsSubj, t.stream = rp, true
@@ -568,25 +571,27 @@ func (h *Hub) dispatch(nm *nats.Msg) {
 	metrics.EdgeDeliveries.Add(float64(n))
 }
 
-// streamMessage fills in an event's subject, sequence and position from the stream's
-// republished copy; false means the message is not one (it is logged and skipped).
+// streamMessage fills in a stored message's subject, sequence and position from its stream's
+// republished copy; false means the message is not one (it is logged and skipped). Each
+// stream (events, telemetry) has its own sequences and epoch.
 func (h *Hub) streamMessage(nm *nats.Msg, m *Message) bool {
 	subj, err := subject.FromRepublished(nm.Subject)
+	stream := subject.StreamOf(subj)
 	if err == nil {
 		m.Subject = subj
-		m.Seq, err = eventstream.Sequence(nm.Header)
+		m.Seq, err = eventstream.SequenceIn(nm.Header, stream)
 	}
 	if err != nil {
 		h.undecodable.Add(1)
-		h.log.Warn("not an event republished by the stream; skipped", "subject", nm.Subject, "err", err)
+		h.log.Warn("not a message republished by its stream; skipped", "subject", nm.Subject, "err", err)
 		return false
 	}
-	if m.Seq < h.lastSeq && h.cfg.StreamReset != nil {
-		h.cfg.StreamReset() // sequences start again: the stream is a new one
+	if m.Seq < h.lastSeq[stream] && h.cfg.StreamReset != nil {
+		h.cfg.StreamReset(stream) // sequences start again: the stream is a new one
 	}
-	h.lastSeq = max(h.lastSeq, m.Seq)
+	h.lastSeq[stream] = max(h.lastSeq[stream], m.Seq)
 	if h.cfg.Epoch != nil {
-		if epoch := h.cfg.Epoch(); epoch != "" {
+		if epoch := h.cfg.Epoch(stream); epoch != "" {
 			m.Position = eventstream.FormatPosition(epoch, m.Seq)
 		}
 	}

@@ -122,12 +122,19 @@ func (s *Socket) release() {
 // starts: the caller says so and calls Release. If the stream cannot be read, done is not
 // called: the socket is closed with DisconnectReplayFailed.
 func (s *Socket) Resume(enc hub.Encoder, subjects []string, pos string, done func(Resumed)) error {
+	return s.ResumeStream(subject.EventStream, enc, subjects, pos, done)
+}
+
+// ResumeStream is Resume from another of Herald's streams (subject.TelemetryStream for the
+// metrics and logs viewers): subjects are subjects that stream stores, and pos a position in
+// it. A socket resumes from one stream only: its held and sent sequences are that stream's.
+func (s *Socket) ResumeStream(stream string, enc hub.Encoder, subjects []string, pos string, done func(Resumed)) error {
 	p, err := eventstream.ParsePosition(pos)
 	if err != nil {
 		return err
 	}
 	go func() {
-		r, err := s.replay(enc, subjects, p)
+		r, err := s.replay(stream, enc, subjects, p)
 		if err != nil && !errors.Is(err, errGone) {
 			s.log.Warn("socket: replay failed", "from", pos, "err", err)
 		}
@@ -151,7 +158,7 @@ func (s *Socket) Release() { s.release() }
 // errGone ends a replay whose socket closed.
 var errGone = errors.New("socket closed")
 
-func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Position) (Resumed, error) {
+func (s *Socket) replay(stream string, enc hub.Encoder, subjects []string, p eventstream.Position) (Resumed, error) {
 	var r Resumed
 	js := s.rt.JS
 	if js == nil {
@@ -175,7 +182,7 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 	// whole ReplayTimeout.
 	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
 	defer rcancel()
-	st, err := js.Stream(rctx, subject.EventStream)
+	st, err := js.Stream(rctx, stream)
 	if err != nil {
 		return r, fmt.Errorf("replay: stream: %w", err)
 	}
@@ -197,12 +204,12 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 		return r, nil // nothing stored after it
 	}
 	// JetStream refuses overlapping filter subjects in one consumer: a socket whose filters
-	// overlap reads every event and keeps those any filter matches.
+	// overlap reads the whole stream (no filter) and keeps what any filter matches.
 	filters, local := subjects, false
 	for i, a := range subjects {
 		for _, b := range subjects[:i] {
 			if subject.Overlap(a, b) {
-				filters, local = []string{subject.EventsWildcard}, true
+				filters, local = nil, true
 			}
 		}
 	}
