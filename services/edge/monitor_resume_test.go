@@ -309,7 +309,6 @@ func TestViewerResumeAcrossEdges(t *testing.T) {
 	}
 }
 
-
 func positionSeq(t testing.TB, pos string) uint64 {
 	t.Helper()
 	return viewerFrame{Position: pos}.seq(t)
