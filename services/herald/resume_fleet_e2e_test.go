@@ -157,8 +157,9 @@ func serveIngest(t *testing.T, svc *ingest.Service, name string) string {
 }
 
 // TestResumeAcrossEdgeCrash: three NATS nodes, two ingests, three edges, real Redis; 300
-// clients across the edges in the three dialects that resume (DRP, Rancher, Salt all_events)
-// while events are published at a steady rate through both ingests. One edge is killed: its
+// clients across the edges in the four dialects that resume (DRP, Rancher, Salt all_events,
+// and a quarter of them metrics viewers) while events are published at a steady rate through
+// both ingests and samples of three servers stored in the telemetry stream. One edge is killed: its
 // clients reconnect to the others with their last position, and every client ends with exactly
 // the events published, in order, none twice.
 func TestResumeAcrossEdgeCrash(t *testing.T) {
@@ -201,6 +202,10 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	if err != nil {
 		t.Fatal(err)
 	}
+	viewTok, _, err := f.issuer.Issue("viewer", []string{"metrics.read.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	pubTok, _, err := f.issuer.Issue("publisher", []string{"*.*.*"})
 	if err != nil {
 		t.Fatal(err)
@@ -220,13 +225,33 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		t.Fatal(err)
 	}
 	start := eventstream.FormatPosition(eventstream.EpochOf(info), info.State.LastSeq)
+	// Samples go in through a node that stays up, as an agent's ingest would publish them.
+	tele, err := resumeclient.NewTelemetry(t.Context(), f.connect(2, "telemetry"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var urls []string
 	for _, e := range edges {
 		urls = append(urls, e.url)
 	}
-	clients := resumeclient.Spread(resumeclient.Kinds("fleet"), urls, resumePerEdge, tok, start)
+	// Every fourth client is a metrics viewer, of each server in turn; they start from the
+	// telemetry stream's present position.
+	var kinds []resumeclient.Kind
+	for _, srv := range fleetServers {
+		kinds = append(append(kinds, resumeclient.Kinds("fleet")...), resumeclient.Viewer{Server: srv})
+	}
+	clients := resumeclient.Spread(kinds, urls, resumePerEdge, tok, start)
+	var evClients, viewers []*resumeclient.Client
+	for _, c := range clients {
+		if _, ok := c.Kind.(resumeclient.Viewer); ok {
+			c.Token, c.Since = viewTok, tele.Start()
+			viewers = append(viewers, c)
+		} else {
+			evClients = append(evClients, c)
+		}
+	}
 	waitClients := resumeclient.RunAll(ctx, clients)
 	// And the watcher Herald ships (`herald watch`), given every edge, edge-1 first.
 	var watched struct {
@@ -277,8 +302,15 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		if err := pub.Publish(t.Context(), i); err != nil {
 			t.Fatal(err)
 		}
+		tele.Sample(i, fleetServers)
 	}
 	acked := pub.Acked()
+	sctx, scancel := context.WithTimeout(t.Context(), 30*time.Second)
+	stored, err := tele.Stored(sctx)
+	scancel()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var res resumeResult
 	res.publishErrors = len(pub.Errors())
 
@@ -289,7 +321,12 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		if n < resumeEvents {
 			return fmt.Errorf("drpwatch has %d of %d events", n, resumeEvents)
 		}
-		return resumeclient.Complete(clients, resumeEvents)
+		for _, v := range viewers {
+			if err := resumeclient.Complete([]*resumeclient.Client{v}, len(stored[v.Kind.(resumeclient.Viewer).Server])); err != nil {
+				return err
+			}
+		}
+		return resumeclient.Complete(evClients, resumeEvents)
 	})
 	watched.Lock()
 	for j, k := range watched.keys {
@@ -299,15 +336,28 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	}
 	t.Logf("drpwatch signals: %v", watched.signals)
 	watched.Unlock()
-	if err := resumeclient.CheckAll(clients, acked); err != nil {
+	if err := resumeclient.CheckAll(evClients, acked); err != nil {
 		t.Fatal(err)
+	}
+	// A viewer gets exactly the samples the stream stored for its server, in order.
+	for _, v := range viewers {
+		if err := resumeclient.Check(v, stored[v.Kind.(resumeclient.Viewer).Server]); err != nil {
+			t.Error(err)
+		}
 	}
 	for _, c := range clients {
 		if c.Home == 0 && len(c.Sessions()) > 1 {
 			res.moved++
 		}
 	}
-	t.Logf("%d clients x %d events: 0 lost, 0 doubled, in order; %d of edge-1's clients reconnected; %d publish errors retried",
-		len(clients), resumeEvents, res.moved, res.publishErrors)
+	replayed := 0
+	for _, v := range viewers {
+		replayed += v.Replayed()
+	}
+	t.Logf("%d clients x %d events and %d viewers x %d samples (%d replayed to viewers that resumed): 0 lost, 0 doubled, in order; %d of edge-1's clients reconnected; %d publish errors retried; %d samples not stored",
+		len(evClients), resumeEvents, len(viewers), len(stored[fleetServers[0]]), replayed, res.moved, res.publishErrors, tele.Lost())
 	return res
 }
+
+// fleetServers are the servers whose samples the fleet's viewers watch.
+var fleetServers = []string{"srv-1", "srv-2", "srv-3"}

@@ -52,3 +52,30 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestViewerFrames: a viewer reads samples (key and position), the resumed report, and only
+// the 410 error as too old.
+func TestViewerFrames(t *testing.T) {
+	v := Viewer{Server: "srv-1"}
+	for _, tc := range []struct {
+		msg  string
+		want Frame
+	}{
+		{`{"type":"metrics","data":{"server_id":"srv-1","key":"7"},"position":"e:9"}`, Frame{Key: "7", Position: "e:9"}},
+		{`{"type":"resumed","position":"e:9","replayed":3}`, Frame{Resumed: true, Replayed: 3}},
+		{`{"type":"error","code":410,"message":"too old: e:1"}`, Frame{TooOld: true}},
+		{`{"type":"error","code":400,"message":"bad position"}`, Frame{}},
+		{`{"type":"auth_success","server_id":"srv-1"}`, Frame{}},
+		{`not json`, Frame{}},
+	} {
+		if got := v.Parse([]byte(tc.msg)); got != tc.want {
+			t.Errorf("Parse(%s) = %+v, want %+v", tc.msg, got, tc.want)
+		}
+	}
+	if hello := string(v.Hello("tok", "e:9")[0]); hello != `{"since":"e:9","token":"tok","type":"auth"}` {
+		t.Errorf("hello = %s", hello)
+	}
+	if hello := string(v.Hello("tok", "")[0]); strings.Contains(hello, "since") {
+		t.Errorf("hello without a position = %s", hello)
+	}
+}

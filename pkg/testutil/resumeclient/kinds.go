@@ -138,3 +138,45 @@ func (k Salt) Parse(msg []byte) Frame {
 
 // Kinds is every kind of resuming client, each subscribed to the events of type typ.
 func Kinds(typ string) []Kind { return []Kind{DRP{typ}, Rancher{typ}, Salt{typ}} }
+
+// Viewer is a metrics viewer of one server (/api/v1/ws/metrics/{server}): the token and the
+// position go in the auth message, and the samples are those Telemetry stores (their data
+// carries their key).
+type Viewer struct{ Server string }
+
+func (k Viewer) Name() string { return "viewer of " + k.Server }
+
+func (k Viewer) Dial(base, _, _ string) (string, http.Header) {
+	return base + "/api/v1/ws/metrics/" + url.PathEscape(k.Server), nil
+}
+
+func (Viewer) Hello(token, pos string) [][]byte {
+	auth := map[string]string{"type": "auth", "token": token}
+	if pos != "" {
+		auth["since"] = pos
+	}
+	b, _ := json.Marshal(auth)
+	return [][]byte{b}
+}
+
+func (Viewer) Parse(msg []byte) Frame {
+	var f struct {
+		Type     string
+		Code     int
+		Replayed int
+		Position string
+		Data     struct{ Key string }
+	}
+	if json.Unmarshal(msg, &f) != nil {
+		return Frame{}
+	}
+	switch f.Type {
+	case "resumed":
+		return Frame{Resumed: true, Replayed: f.Replayed}
+	case "error":
+		return Frame{TooOld: f.Code == 410}
+	case "metrics":
+		return Frame{Key: f.Data.Key, Position: f.Position}
+	}
+	return Frame{}
+}
