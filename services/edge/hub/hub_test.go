@@ -305,7 +305,10 @@ func TestPositionsPerStream(t *testing.T) {
 	if n := r.hub.Subscriptions(); n != 2 {
 		t.Fatalf("%d NATS subscriptions, want 2", n)
 	}
+	// Two streams republish independently: their messages are ordered within a stream
+	// only, so the event is awaited before the samples.
 	r.publish("herald.evt.global.machines.save.m1", "{}")
+	s.waitFrames(t, 1)
 	r.publish(metrics, "{}")
 	r.publish(metrics, "{}")
 	got := s.waitFrames(t, 3)
