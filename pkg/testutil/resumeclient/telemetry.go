@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,8 +15,12 @@ import (
 	"github.com/heraldhq/herald/pkg/subject"
 )
 
-// telemetryWindow bounds the samples in flight, as ingest's own window does.
-const telemetryWindow = 256
+// telemetryWindow bounds the samples in flight, as ingest's own window does, and
+// telemetryAckTimeout how long one waits for its acknowledgement.
+const (
+	telemetryWindow     = 256
+	telemetryAckTimeout = 5 * time.Second
+)
 
 // Telemetry stores samples of several servers in the telemetry stream the way ingest does:
 // asynchronously, acknowledged, never retried (a sample the stream did not take is counted,
@@ -33,7 +38,11 @@ type Telemetry struct {
 func NewTelemetry(ctx context.Context, nc *nats.Conn) (*Telemetry, error) {
 	tl := &Telemetry{}
 	var err error
+	// The timeout, as ingest's: an acknowledgement lost with a node (the stream's leader
+	// went before answering) would otherwise stay pending for ever. Such a sample may be
+	// stored all the same; Stored reads the stream, so it counts if it is there.
 	tl.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(telemetryWindow),
+		jetstream.WithPublishAsyncTimeout(telemetryAckTimeout),
 		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { tl.lost.Add(1) }))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
