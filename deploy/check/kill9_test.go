@@ -190,6 +190,7 @@ func publishSteadily(t *testing.T, pub *resumeclient.Publisher, from, to int, at
 	defer tick.Stop()
 	slots := make(chan struct{}, kill9InFlight)
 	errs := make(chan error, to-from)
+	began := time.Now()
 	for i := from; i < to; i++ {
 		<-tick.C
 		if f := at[i]; f != nil {
@@ -201,11 +202,14 @@ func publishSteadily(t *testing.T, pub *resumeclient.Publisher, from, to int, at
 			errs <- pub.Publish(t.Context(), i)
 		}()
 	}
+	sent := time.Since(began)
 	for range to - from {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
+	t.Logf("events %d-%d sent in %s (%.0f/s), all acknowledged %s after the first", from, to-1,
+		sent.Round(time.Millisecond), float64(to-from)/sent.Seconds(), time.Since(began).Round(time.Millisecond))
 	return to
 }
 
@@ -354,14 +358,26 @@ func (nd *natsNode) waitHealthy(t *testing.T) {
 		if code, body := get(nd.monitor, "/healthz"); code != http.StatusOK {
 			return fmt.Errorf("%s /healthz: %d %s", nd.name, code, body)
 		}
-		// Healthy may come before the node knows a meta leader, and without one nothing
-		// can create a stream or a bucket.
+		// Healthy may come before the node knows a meta leader and its peers are seen online,
+		// and without them nothing can place a stream or a bucket on three nodes.
 		code, body := get(nd.monitor, "/jsz")
 		var jsz struct {
-			Meta struct{ Leader string } `json:"meta_cluster"`
+			Meta struct {
+				Leader   string
+				Size     int `json:"cluster_size"`
+				Replicas []struct {
+					Name    string
+					Offline bool
+				}
+			} `json:"meta_cluster"`
 		}
-		if code != http.StatusOK || json.Unmarshal([]byte(body), &jsz) != nil || jsz.Meta.Leader == "" {
-			return fmt.Errorf("%s knows no JetStream meta leader: /jsz %d %.200s", nd.name, code, body)
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &jsz) != nil || jsz.Meta.Leader == "" || jsz.Meta.Size != 3 {
+			return fmt.Errorf("%s: no JetStream meta leader of 3 nodes yet: /jsz %d %.300s", nd.name, code, body)
+		}
+		for _, r := range jsz.Meta.Replicas {
+			if r.Offline {
+				return fmt.Errorf("%s: meta peer %s offline", nd.name, r.Name)
+			}
 		}
 		return nil
 	})
