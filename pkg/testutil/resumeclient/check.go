@@ -3,6 +3,7 @@ package resumeclient
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,14 +34,28 @@ func Check(c *Client, want []Acked) error {
 		seen[r.Seq] = true
 		last = max(last, r.Seq)
 	}
+	// Lost events as runs of consecutive acknowledged ones: "1753-1895" says a gap, a list of
+	// single sequences says scattered drops.
 	var missing []string
-	for _, a := range want {
-		if !seen[a.Seq] {
-			missing = append(missing, fmt.Sprint(a.Seq))
+	lost := 0
+	for i := 0; i < len(want); i++ {
+		if seen[want[i].Seq] {
+			continue
 		}
+		j := i
+		for j+1 < len(want) && !seen[want[j+1].Seq] {
+			j++
+		}
+		lost += j - i + 1
+		if j == i {
+			missing = append(missing, fmt.Sprint(want[i].Seq))
+		} else {
+			missing = append(missing, fmt.Sprintf("%d-%d", want[i].Seq, want[j].Seq))
+		}
+		i = j
 	}
-	if len(missing) > 0 {
-		problems = append(problems, fmt.Sprintf("%d lost: seq %s", len(missing), abbrev(missing)))
+	if lost > 0 {
+		problems = append(problems, fmt.Sprintf("%d lost: seq %s", lost, abbrev(missing)))
 	}
 	if c.TooOld() {
 		problems = append(problems, "told its position is too old")
@@ -65,29 +80,66 @@ func CheckAll(clients []*Client, want []Acked) error {
 	return errors.Join(errs...)
 }
 
-// Complete reports the first client that does not yet have n events, for
-// testutil.Eventually while deliveries finish.
+// Complete reports the clients that do not yet have n events (how many, and the first with
+// its sessions), for testutil.Eventually while deliveries finish.
 func Complete(clients []*Client, n int) error {
+	var short []*Client
 	for _, c := range clients {
-		if got := len(c.Received()); got < n {
-			return fmt.Errorf("%s has %d of %d events", c, got, n)
+		if len(c.Received()) < n {
+			short = append(short, c)
 		}
 	}
-	return nil
+	if len(short) == 0 {
+		return nil
+	}
+	c := short[0]
+	var sessions []string
+	for _, s := range c.Sessions() {
+		sessions = append(sessions, fmt.Sprintf("edge-%d at %s after %q", s.Edge+1, s.Open.Format("15:04:05.000"), s.Why))
+	}
+	return fmt.Errorf("%d clients have fewer than %d events; %s; its sessions: %s", len(short), n, c, abbrev(sessions))
 }
 
-// Away is how long each client that lost a session after since was without one: from the
-// loss to the next session's hello, one figure per reconnect.
-func Away(clients []*Client, since time.Time) []time.Duration {
-	var out []time.Duration
+// Reconnect is one session a client lost after a given time, and the next one it opened.
+type Reconnect struct {
+	Client *Client
+	Away   time.Duration // from the loss to the next session's hello
+	Why    string        // how the lost session ended
+}
+
+// Reconnects lists every reconnect of clients whose lost session ended after since.
+func Reconnects(clients []*Client, since time.Time) []Reconnect {
+	var out []Reconnect
 	for _, c := range clients {
 		for _, s := range c.Sessions() {
 			if !s.Lost.IsZero() && s.Lost.After(since) {
-				out = append(out, s.Open.Sub(s.Lost))
+				out = append(out, Reconnect{Client: c, Away: s.Open.Sub(s.Lost), Why: strings.TrimSpace(s.Why)})
 			}
 		}
 	}
 	return out
+}
+
+// Summary is the count of rs, the p50 and largest time away, and how many sessions ended
+// each way.
+func Summary(rs []Reconnect) string {
+	if len(rs) == 0 {
+		return "no reconnects"
+	}
+	away := make([]time.Duration, 0, len(rs))
+	why := map[string]int{}
+	for _, r := range rs {
+		away = append(away, r.Away)
+		why[r.Why]++
+	}
+	slices.Sort(away)
+	var ends []string
+	for w, n := range why {
+		ends = append(ends, fmt.Sprintf("%d %q", n, w))
+	}
+	slices.Sort(ends)
+	return fmt.Sprintf("%d reconnects, away p50 %s max %s, sessions ended: %s", len(rs),
+		away[(len(away)-1)/2].Round(time.Millisecond), away[len(away)-1].Round(time.Millisecond), strings.Join(ends, ", "))
 }
 
 // abbrev joins at most ten items.

@@ -14,6 +14,7 @@ func TestCheck(t *testing.T) {
 	}{
 		{"exact", []Received{{Seq: 5, Key: "0"}, {Seq: 6, Key: "1"}, {Seq: 8, Key: "2"}}, ""},
 		{"lost", []Received{{Seq: 5, Key: "0"}, {Seq: 8, Key: "2"}}, "1 lost: seq 6"},
+		{"gap", []Received{{Seq: 5, Key: "0"}}, "2 lost: seq 6-8"},
 		{"twice", []Received{{Seq: 5, Key: "0"}, {Seq: 6, Key: "1"}, {Seq: 6, Key: "1"}, {Seq: 8, Key: "2"}}, "seq 6 received twice"},
 		{"order", []Received{{Seq: 6, Key: "1"}, {Seq: 5, Key: "0"}, {Seq: 8, Key: "2"}}, "seq 5 after seq 6: out of order"},
 		{"unacknowledged", []Received{{Seq: 5, Key: "0"}, {Seq: 6, Key: "1"}, {Seq: 7, Key: "x"}, {Seq: 8, Key: "2"}}, "seq 7 (key \"x\") received but never acknowledged"},

@@ -7,8 +7,10 @@ package resumeclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +57,8 @@ type Session struct {
 	// Lost is when the previous session ended (zero for the first), Open when this one was
 	// dialled and said hello: Open-Lost is how long the client was away.
 	Lost, Open time.Time
+	// Why is how the previous session ended (its close frame or read error).
+	Why string
 }
 
 // Run keeps the client connected until ctx ends.
@@ -67,12 +71,13 @@ func (c *Client) Run(ctx context.Context) {
 	c.mu.Unlock()
 	next := c.Home
 	var lost time.Time
+	var why string
 	for range maxSessions {
 		if ctx.Err() != nil {
 			return
 		}
-		if c.session(ctx, next%len(c.Edges), lost) {
-			lost = time.Now()
+		if err := c.session(ctx, next%len(c.Edges), lost, why); err != nil {
+			lost, why = time.Now(), ending(err)
 		}
 		next++
 		backoff := time.Duration(20+rand.IntN(80)) * time.Millisecond // full jitter, bounded
@@ -83,8 +88,8 @@ func (c *Client) Run(ctx context.Context) {
 	}
 }
 
-// session runs one connection to edge i; it reports whether one was open (and is now lost).
-func (c *Client) session(ctx context.Context, i int, lost time.Time) bool {
+// session runs one connection to edge i; the error says how it ended, nil if none opened.
+func (c *Client) session(ctx context.Context, i int, lost time.Time, why string) error {
 	c.mu.Lock()
 	u, hdr := c.Kind.Dial(c.Edges[i], c.Token, c.pos)
 	hello := c.Kind.Hello(c.Token, c.pos)
@@ -92,7 +97,7 @@ func (c *Client) session(ctx context.Context, i int, lost time.Time) bool {
 	d := websocket.Dialer{HandshakeTimeout: 2 * time.Second}
 	ws, resp, err := d.DialContext(ctx, u, hdr)
 	if err != nil {
-		return false
+		return nil
 	}
 	resp.Body.Close()
 	defer ws.Close()
@@ -100,17 +105,17 @@ func (c *Client) session(ctx context.Context, i int, lost time.Time) bool {
 	defer stop()
 	for _, m := range hello {
 		if err := ws.WriteMessage(websocket.TextMessage, m); err != nil {
-			return true
+			return err
 		}
 	}
 	c.mu.Lock()
 	n := len(c.sessions)
-	c.sessions = append(c.sessions, Session{Edge: i, Lost: lost, Open: time.Now()})
+	c.sessions = append(c.sessions, Session{Edge: i, Lost: lost, Open: time.Now(), Why: why})
 	c.mu.Unlock()
 	for {
 		_, msg, err := ws.ReadMessage()
 		if err != nil {
-			return true
+			return err
 		}
 		f := c.Kind.Parse(msg)
 		c.mu.Lock()
@@ -190,4 +195,15 @@ func RunAll(ctx context.Context, clients []*Client) (wait func()) {
 		wg.Go(func() { c.Run(ctx) })
 	}
 	return wg.Wait
+}
+
+// ending is how a session ended, without the addresses: "close <code> <reason>" when the edge
+// sent a close frame, else what the socket reported ("connection reset by peer").
+func ending(err error) string {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("close %d %s", ce.Code, ce.Text)
+	}
+	msg := err.Error()
+	return msg[strings.LastIndex(msg, ": ")+1:]
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
@@ -27,7 +28,13 @@ type Publisher struct {
 
 	mu     sync.Mutex
 	acked  []Acked
-	errors []time.Time
+	errors []Failed
+}
+
+// Failed is one publish call that returned an error.
+type Failed struct {
+	At  time.Time
+	Err string
 }
 
 // Acked is one event the stream acknowledged.
@@ -58,7 +65,7 @@ func (p *Publisher) Publish(ctx context.Context, i int) error {
 			return nil
 		}
 		p.mu.Lock()
-		p.errors = append(p.errors, time.Now())
+		p.errors = append(p.errors, Failed{At: time.Now(), Err: status.Convert(err).Message()})
 		p.mu.Unlock()
 		// A short pause: an ingest that has no NATS node answers at once.
 		select {
@@ -78,8 +85,8 @@ func (p *Publisher) Acked() []Acked {
 	return out
 }
 
-// Errors is when each failed publish call returned.
-func (p *Publisher) Errors() []time.Time {
+// Errors is every failed publish call, in order.
+func (p *Publisher) Errors() []Failed {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.errors)

@@ -215,19 +215,26 @@ func (s *Socket) replay(stream string, enc hub.Encoder, subjects []string, p eve
 	}
 	// An ephemeral consumer that acknowledges nothing and lives in memory: created to read
 	// what is stored, deleted after (and gone by itself if this edge dies meanwhile).
-	cons, err := st.CreateConsumer(rctx, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: p.Seq + 1, AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true,
 		InactiveThreshold: 30 * time.Second,
-	})
-	if err != nil {
-		return r, fmt.Errorf("replay: consumer: %w", err)
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer dcancel()
-		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
-	}()
+	var cons jetstream.Consumer
+	for try := 1; ; try++ {
+		if cons, err = st.CreateConsumer(rctx, cfg); err != nil {
+			return r, fmt.Errorf("replay: consumer: %w", err)
+		}
+		host := cons.CachedInfo().Cluster
+		if host == nil || complete(info.Cluster, host.Leader) {
+			break
+		}
+		deleteConsumer(st, cons)
+		if try == placementTries {
+			return r, fmt.Errorf("replay: consumer placed %d times on a node still catching up (%s)", try, host.Leader)
+		}
+	}
+	defer deleteConsumer(st, cons)
 	// The consumer knows how many stored events it selects; each batch asks for no more than
 	// remain, so a fetch returns as soon as they are there.
 	pending := cons.CachedInfo().NumPending
@@ -285,6 +292,34 @@ func (s *Socket) replay(stream string, enc hub.Encoder, subjects []string, p eve
 		scanned += n
 	}
 	return r, s.seam(ctx, fetch, &delivered)
+}
+
+// placementTries bounds how often a replay makes its consumer again because JetStream placed
+// it on a node that is still catching up.
+const placementTries = 5
+
+// complete reports whether the node named host holds every event of the stream whose cluster
+// state is c: its leader, or a replica the leader reports current. JetStream places a replay's
+// one-replica consumer on any node of the stream, including one that has just come back and is
+// still catching up: that node already has the newest events but not all those stored while it
+// was away, and a consumer there hands over what the node has, skipping the rest without a
+// word (clients resuming then lost a run of events in the kill -9 fleet test).
+func complete(c *jetstream.ClusterInfo, host string) bool {
+	if c == nil || len(c.Replicas) == 0 || host == c.Leader {
+		return true // one node, or the leader
+	}
+	for _, r := range c.Replicas {
+		if r.Name == host {
+			return r.Current
+		}
+	}
+	return false
+}
+
+func deleteConsumer(st jetstream.Stream, cons jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = st.DeleteConsumer(ctx, cons.CachedInfo().Name)
 }
 
 // seamGrace is how long a caught-up replay keeps reading when no live event has come.
