@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -38,11 +39,14 @@ const (
 // TestFleetKill9 kills processes with SIGKILL under load. Three NATS nodes run as nats-server
 // processes from deploy/nats/cluster.conf (sync_interval always, HERALD_EVENTS R3 as compose
 // sets it), two ingests and three edges as herald processes, real Redis; 300 resuming clients,
-// every kind resumeclient has, spread over the edges, all subscribed to one event type that is
-// published at a steady rate through both ingests, every acknowledged publish recorded.
+// in the four dialects (DRP, Rancher, Salt and metrics viewers), spread over the edges; the
+// event clients subscribed to one event type published at a steady rate through both ingests
+// (every acknowledged publish recorded), the viewers watching servers whose samples go into
+// the telemetry stream at the same rate.
 //
 //  1. kill -9 edge-1: each of its clients reconnects to another edge with its last position;
-//     every client ends with exactly the acknowledged events (0 lost, 0 twice, in order).
+//     every client ends with exactly the acknowledged events, every viewer with the stored
+//     samples (0 lost, 0 twice, in order).
 //  2. kill -9 the NATS node every ingest and edge is connected to, and start it again:
 //     publishing carries on (a failed call is retried with the same event id, so a false
 //     failure cannot double an event and a false success would show as a lost one), and the
@@ -87,7 +91,23 @@ func TestFleetKill9(t *testing.T) {
 		edges = append(edges, "ws://"+f.addr[name+":8080"])
 	}
 	start := streamPosition(t, edges[1], tok, pub)
-	clients := resumeclient.Spread(resumeclient.Kinds("fleet"), edges, kill9PerEdge, tok, start)
+	// Samples go into the telemetry stream through a node that is never killed, as an agent's
+	// ingest stores them; every fourth client is a metrics viewer of one of the servers.
+	tele, err := resumeclient.NewTelemetry(t.Context(), connectNATS(t, nodes[1].client))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []resumeclient.Kind
+	for _, srv := range kill9Servers {
+		kinds = append(append(kinds, resumeclient.Kinds("fleet")...), resumeclient.Viewer{Server: srv})
+	}
+	clients := resumeclient.Spread(kinds, edges, kill9PerEdge, tok, start)
+	for _, c := range clients {
+		if _, ok := c.Kind.(resumeclient.Viewer); ok {
+			c.Since = tele.Start()
+		}
+	}
+	load := &kill9Load{pub: pub, tele: tele}
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := resumeclient.RunAll(ctx, clients)
 	t.Cleanup(func() { cancel(); wait() })
@@ -104,12 +124,12 @@ func TestFleetKill9(t *testing.T) {
 	t.Logf("before: %s", resumeclient.Summary(resumeclient.Reconnects(clients, time.Time{})))
 	sent := 0
 	var killedEdge time.Time
-	sent = publishSteadily(t, pub, sent, 300, map[int]func(){100: func() {
+	sent = load.steadily(t, sent, 300, map[int]func(){100: func() {
 		t.Logf("at the kill: %s", resumeclient.Summary(resumeclient.Reconnects(clients, time.Time{})))
 		killedEdge = time.Now()
 		f.kill9("edge-1")
 	}})
-	acked := f.settle(clients, pub, sent)
+	acked := f.settle(clients, load, sent)
 	var moved []*resumeclient.Client
 	for _, c := range clients {
 		if c.Home == 0 {
@@ -128,7 +148,7 @@ func TestFleetKill9(t *testing.T) {
 	leader := nodes.streamLeader(t)
 	var killedNode, restarted time.Time
 	before := len(pub.Errors())
-	sent = publishSteadily(t, pub, sent, 1500, map[int]func(){
+	sent = load.steadily(t, sent, 1500, map[int]func(){
 		400: func() {
 			killedNode = time.Now()
 			f.kill9("nats-0")
@@ -152,7 +172,7 @@ func TestFleetKill9(t *testing.T) {
 		nodes[0].waitHealthy(t)
 		t.Logf("nats-0 healthy again %s after its restart", time.Since(restarted).Round(time.Millisecond))
 	}()
-	acked = f.settle(clients, pub, sent)
+	acked = f.settle(clients, load, sent)
 	errs := pub.Errors()[before:]
 	window := "none"
 	if len(errs) > 0 {
@@ -182,9 +202,21 @@ func TestFleetKill9(t *testing.T) {
 		resumeclient.Summary(resumeclient.Reconnects(clients, killedNode)), replayed(clients)-replayedBefore)
 }
 
-// publishSteadily publishes events from..to-1, one every kill9Every whatever the calls take
-// (at most kill9InFlight wait at once), calling at[i] before event i; it returns to.
-func publishSteadily(t *testing.T, pub *resumeclient.Publisher, from, to int, at map[int]func()) int {
+// kill9Servers are the servers whose samples the viewers watch.
+var kill9Servers = []string{"srv-a", "srv-b", "srv-c"}
+
+// kill9Load is what the fleet is given: events through the ingests, samples into the
+// telemetry stream.
+type kill9Load struct {
+	pub  *resumeclient.Publisher
+	tele *resumeclient.Telemetry
+}
+
+// steadily publishes events from..to-1 and a sample of every server with each, one every
+// kill9Every whatever the calls take (at most kill9InFlight wait at once), calling at[i]
+// before event i; it returns to.
+func (l *kill9Load) steadily(t *testing.T, from, to int, at map[int]func()) int {
+	pub := l.pub
 	t.Helper()
 	tick := time.NewTicker(kill9Every)
 	defer tick.Stop()
@@ -196,6 +228,7 @@ func publishSteadily(t *testing.T, pub *resumeclient.Publisher, from, to int, at
 		if f := at[i]; f != nil {
 			f()
 		}
+		l.tele.Sample(i, kill9Servers)
 		slots <- struct{}{}
 		go func() {
 			defer func() { <-slots }()
@@ -213,19 +246,28 @@ func publishSteadily(t *testing.T, pub *resumeclient.Publisher, from, to int, at
 	return to
 }
 
-// settle waits until every client has the n acknowledged events, then checks them exactly.
-func (f *fleet) settle(clients []*resumeclient.Client, pub *resumeclient.Publisher, n int) []resumeclient.Acked {
-	acked := pub.Acked()
+// settle waits until every client has the n acknowledged events, or each viewer every sample
+// the telemetry stream stored of its server, then checks them exactly.
+func (f *fleet) settle(clients []*resumeclient.Client, l *kill9Load, n int) []resumeclient.Acked {
+	acked := l.pub.Acked()
 	if len(acked) != n {
 		f.t.Fatalf("%d events acknowledged, %d published", len(acked), n)
 	}
-	if err := testutil.Poll(30*time.Second, func() error { return resumeclient.Complete(clients, n) }); err != nil {
-		f.dumpEdges()
-		f.t.Fatalf("not delivered within 30s: %v\n%v", err, resumeclient.CheckAll(clients, acked))
-	}
-	if err := resumeclient.CheckAll(clients, acked); err != nil {
+	ctx, cancel := context.WithTimeout(f.t.Context(), 30*time.Second)
+	stored, err := l.tele.Stored(ctx)
+	cancel()
+	if err != nil {
 		f.t.Fatal(err)
 	}
+	want := resumeclient.Expected{Events: acked, Samples: stored}
+	if err := testutil.Poll(30*time.Second, func() error { return want.Complete(clients) }); err != nil {
+		f.dumpEdges()
+		f.t.Fatalf("not delivered within 30s: %v\n%v", err, want.Check(clients))
+	}
+	if err := want.Check(clients); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Logf("viewers: %d samples of each server stored, %d not acknowledged", len(stored[kill9Servers[0]]), l.tele.Lost())
 	return acked
 }
 
@@ -438,4 +480,15 @@ func replayed(clients []*resumeclient.Client) int {
 		n += c.Replayed()
 	}
 	return n
+}
+
+// connectNATS is the test's own NATS connection to one node (for the telemetry it stores).
+func connectNATS(t *testing.T, addr string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect("nats://"+addr, nats.Name("kill9-test"), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

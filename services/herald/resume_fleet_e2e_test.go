@@ -311,6 +311,7 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := resumeclient.Expected{Events: acked, Samples: stored}
 	var res resumeResult
 	res.publishErrors = len(pub.Errors())
 
@@ -321,12 +322,7 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		if n < resumeEvents {
 			return fmt.Errorf("drpwatch has %d of %d events", n, resumeEvents)
 		}
-		for _, v := range viewers {
-			if err := resumeclient.Complete([]*resumeclient.Client{v}, len(stored[v.Kind.(resumeclient.Viewer).Server])); err != nil {
-				return err
-			}
-		}
-		return resumeclient.Complete(evClients, resumeEvents)
+		return want.Complete(clients)
 	})
 	watched.Lock()
 	for j, k := range watched.keys {
@@ -336,14 +332,10 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	}
 	t.Logf("drpwatch signals: %v", watched.signals)
 	watched.Unlock()
-	if err := resumeclient.CheckAll(evClients, acked); err != nil {
+	// An event client gets exactly the acknowledged events, a viewer exactly the samples the
+	// stream stored for its server, in order.
+	if err := want.Check(clients); err != nil {
 		t.Fatal(err)
-	}
-	// A viewer gets exactly the samples the stream stored for its server, in order.
-	for _, v := range viewers {
-		if err := resumeclient.Check(v, stored[v.Kind.(resumeclient.Viewer).Server]); err != nil {
-			t.Error(err)
-		}
 	}
 	for _, c := range clients {
 		if c.Home == 0 && len(c.Sessions()) > 1 {

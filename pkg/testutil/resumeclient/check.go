@@ -68,24 +68,19 @@ func Check(c *Client, want []Acked) error {
 
 // CheckAll checks every client against want and joins the failures.
 func CheckAll(clients []*Client, want []Acked) error {
-	var errs []error
-	for _, c := range clients {
-		if err := Check(c, want); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 10 {
-		errs = append(errs[:10], fmt.Errorf("and %d more clients", len(errs)-10))
-	}
-	return errors.Join(errs...)
+	return Expected{Events: want}.Check(clients)
 }
 
 // Complete reports the clients that do not yet have n events (how many, and the first with
 // its sessions), for testutil.Eventually while deliveries finish.
 func Complete(clients []*Client, n int) error {
+	return complete(clients, func(*Client) int { return n })
+}
+
+func complete(clients []*Client, want func(*Client) int) error {
 	var short []*Client
 	for _, c := range clients {
-		if len(c.Received()) < n {
+		if len(c.Received()) < want(c) {
 			short = append(short, c)
 		}
 	}
@@ -97,7 +92,41 @@ func Complete(clients []*Client, n int) error {
 	for _, s := range c.Sessions() {
 		sessions = append(sessions, fmt.Sprintf("edge-%d at %s after %q", s.Edge+1, s.Open.Format("15:04:05.000"), s.Why))
 	}
-	return fmt.Errorf("%d clients have fewer than %d events; %s; its sessions: %s", len(short), n, c, abbrev(sessions))
+	return fmt.Errorf("%d clients have fewer than they should; %s has %d of %d; its sessions: %s",
+		len(short), c, len(c.Received()), want(c), abbrev(sessions))
+}
+
+// Expected is what every client of a mixed fleet must end with: the acknowledged events for
+// the event dialects, and for each Viewer what the telemetry stream stored of its server.
+type Expected struct {
+	Events  []Acked
+	Samples map[string][]Acked // by server (Telemetry.Stored)
+}
+
+func (e Expected) of(c *Client) []Acked {
+	if v, ok := c.Kind.(Viewer); ok {
+		return e.Samples[v.Server]
+	}
+	return e.Events
+}
+
+// Complete reports the clients that do not have everything they should yet.
+func (e Expected) Complete(clients []*Client) error {
+	return complete(clients, func(c *Client) int { return len(e.of(c)) })
+}
+
+// Check checks every client against what it should have and joins the failures.
+func (e Expected) Check(clients []*Client) error {
+	var errs []error
+	for _, c := range clients {
+		if err := Check(c, e.of(c)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 10 {
+		errs = append(errs[:10], fmt.Errorf("and %d more clients", len(errs)-10))
+	}
+	return errors.Join(errs...)
 }
 
 // Reconnect is one session a client lost after a given time, and the next one it opened.
