@@ -88,8 +88,8 @@ func (s *Socket) Deliver(frame []byte, seq uint64) bool {
 }
 
 // send writes a frame, skipping stream events at or before the last one sent (the seam between
-// a replay and live delivery). Only one goroutine sends events at a time: the dispatcher while
-// live, the replay while holding.
+// a replay and live delivery). Only one goroutine sends events at a time: the client's hub shard
+// while live, the replay while holding.
 func (s *Socket) send(frame []byte, seq uint64) bool {
 	if seq != 0 {
 		if seq <= s.lastSeq.Load() {
