@@ -86,7 +86,8 @@ func (c Config) withDefaults() Config {
 // closeGrace is how long a closing connection waits for the peer's close frame.
 const closeGrace = time.Second
 
-// writeBufferPool lends gorilla a write buffer only while a message is being framed.
+// writeBufferPool lends gorilla a write buffer only while it frames something (data frames
+// never go through it: batchConn.writeFrames frames them).
 var writeBufferPool = &sync.Pool{}
 
 // Upgrader upgrades HTTP requests into Conns with one set of limits.
@@ -121,6 +122,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	hw.conn.mu.Lock()
+	hw.conn.upgraded = true // gorilla has written its answer: only frames from here on
+	hw.conn.mu.Unlock()
 	c := &Conn{ws: ws, bc: hw.conn, cfg: u.cfg, log: log, done: make(chan struct{})}
 	ws.SetReadLimit(u.cfg.MaxMessageBytes)
 	c.pinger = time.AfterFunc(u.cfg.PingInterval, c.ping)
@@ -232,15 +236,7 @@ func (c *Conn) stopFlushing() {
 }
 
 func (c *Conn) writeBatch(batch [][]byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	c.bc.begin()
-	for _, frame := range batch {
-		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-			_, _ = c.bc.flush()
-			return err
-		}
-	}
-	n, err := c.bc.flush()
+	n, err := c.bc.writeFrames(batch, c.cfg.WriteTimeout)
 	metrics.WSFramesWritten.Add(float64(len(batch)))
 	metrics.WSBytesWritten.Add(float64(n))
 	return err
