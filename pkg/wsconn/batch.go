@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,6 +28,9 @@ type batchConn struct {
 	upgraded  bool      // the handshake is done: what Write carries from here on is frames
 	closeSent bool      // a close frame went out; no data frame may follow it
 	deadline  time.Time // the write deadline last set on the socket
+
+	raw        syscall.RawConn // the socket's own, for writes that never wait; nil: none
+	rawChecked bool            // raw has been looked for
 }
 
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -61,32 +65,47 @@ const deadlineSlack = 10
 // writeFrames writes frames as text frames in one write, bounded by timeout (to within a
 // tenth), and says how many bytes went.
 func (b *batchConn) writeFrames(frames [][]byte, timeout time.Duration) (int, error) {
-	buf := batchBufs.Get().(*[]byte)
-	for _, f := range frames {
-		*buf = append(appendTextHeader(*buf, len(f)), f...)
-	}
-	n, err := b.write(*buf, timeout)
-	if cap(*buf) <= maxPooledBatch {
-		*buf = (*buf)[:0]
-		batchBufs.Put(buf)
-	}
-	return n, err
-}
-
-func (b *batchConn) write(p []byte, timeout time.Duration) (int, error) {
+	buf := frameBatch(frames)
+	defer recycle(buf)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closeSent {
 		return 0, websocket.ErrCloseSent
 	}
-	now := time.Now()
-	if want := now.Add(timeout); b.deadline.Before(want.Add(-timeout / deadlineSlack)) {
-		if err := b.Conn.SetWriteDeadline(want); err != nil {
-			return 0, err
-		}
-		b.deadline = want
+	if err := b.freshDeadline(timeout); err != nil {
+		return 0, err
 	}
-	return b.Conn.Write(p)
+	return b.Conn.Write(*buf)
+}
+
+// frameBatch frames frames as text frames into a pooled buffer; recycle gives it back.
+func frameBatch(frames [][]byte) *[]byte {
+	buf := batchBufs.Get().(*[]byte)
+	for _, f := range frames {
+		*buf = append(appendTextHeader(*buf, len(f)), f...)
+	}
+	return buf
+}
+
+func recycle(buf *[]byte) {
+	if cap(*buf) <= maxPooledBatch {
+		*buf = (*buf)[:0]
+		batchBufs.Put(buf)
+	}
+}
+
+// freshDeadline moves the socket's write deadline to timeout from now unless it is already
+// within a tenth of that; mu must be held.
+func (b *batchConn) freshDeadline(timeout time.Duration) error {
+	want := time.Now().Add(timeout)
+	if !b.deadline.Before(want.Add(-timeout / deadlineSlack)) {
+		return nil
+	}
+	if err := b.Conn.SetWriteDeadline(want); err != nil {
+		return err
+	}
+	b.deadline = want
+	return nil
 }
 
 // appendTextHeader appends the header of a final, unmasked text frame of n payload bytes

@@ -3,6 +3,8 @@ package wsconn
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -47,4 +49,81 @@ func TestNoDataFrameAfterTheCloseFrame(t *testing.T) {
 		t.Fatalf("the client read %q after the close", got)
 	}
 	wantClose(t, err, websocket.CloseNormalClosure)
+}
+
+// rawConfig leaves the server's socket unwrapped (serve wraps it only with the default ping
+// interval), so a Writer takes the non-blocking path.
+var rawConfig = Config{PingInterval: time.Hour, PongWait: 2 * time.Hour, WriteTimeout: time.Hour}
+
+// A Writer writes nothing until Flush, then each connection's frames in order.
+func TestWriterWritesAtFlush(t *testing.T) {
+	var w Writer
+	var all []*served
+	for range 3 {
+		all = append(all, serve(t, rawConfig))
+	}
+	for i := range 5 {
+		for _, s := range all {
+			if !s.conn.SendVia(fmt.Appendf(nil, "frame %d", i), &w) {
+				t.Fatal("SendVia refused")
+			}
+		}
+	}
+	if len(w.dirty) != len(all) {
+		t.Fatalf("the writer holds %d connections, want each of the %d once", len(w.dirty), len(all))
+	}
+	_ = all[0].client.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, _, err := all[0].client.ReadMessage(); err == nil {
+		t.Fatal("a frame arrived before Flush")
+	}
+	w.Flush()
+	for k, s := range all {
+		if k == 0 {
+			continue // its read deadline passed above, which ends a gorilla reader for good
+		}
+		for i := range 5 {
+			_ = s.client.SetReadDeadline(time.Now().Add(waitFor))
+			_, msg, err := s.client.ReadMessage()
+			if err != nil || string(msg) != fmt.Sprintf("frame %d", i) {
+				t.Fatalf("connection %d frame %d: %q, %v", k, i, msg, err)
+			}
+		}
+	}
+}
+
+// A connection whose socket is full does not hold up the Writer's others: Flush returns (the
+// write timeout is an hour), the neighbour gets its frame, and once the stalled client reads,
+// its frames arrive whole and in order, the half-written one included.
+func TestWriterHandsOffAFullSocket(t *testing.T) {
+	stalled, neighbour := serve(t, rawConfig), serve(t, rawConfig)
+	if err := stalled.conn.bc.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := stalled.client.NetConn().(*net.TCPConn).SetReadBuffer(4096); err != nil {
+		t.Fatal(err)
+	}
+	var w Writer
+	big := bytes.Repeat([]byte("x"), 2000)
+	const n = 40 // 80 KB: far more than both socket buffers
+	for i := range n {
+		if !stalled.conn.SendVia(fmt.Appendf(nil, "%d %s", i, big), &w) {
+			t.Fatalf("SendVia %d refused", i)
+		}
+	}
+	neighbour.conn.SendVia([]byte("hello"), &w)
+	w.Flush()
+	_ = neighbour.client.SetReadDeadline(time.Now().Add(waitFor))
+	if _, msg, err := neighbour.client.ReadMessage(); err != nil || string(msg) != "hello" {
+		t.Fatalf("neighbour: %q, %v", msg, err)
+	}
+	if stalled.conn.Backlog() == 0 {
+		t.Fatal("the stalled client's queue is empty: its socket never filled, the test proves nothing")
+	}
+	for i := range n {
+		_ = stalled.client.SetReadDeadline(time.Now().Add(waitFor))
+		_, msg, err := stalled.client.ReadMessage()
+		if err != nil || string(msg) != fmt.Sprintf("%d %s", i, big) {
+			t.Fatalf("stalled client frame %d: %d bytes, %v", i, len(msg), err)
+		}
+	}
 }

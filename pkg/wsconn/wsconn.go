@@ -152,7 +152,11 @@ type Conn struct {
 // Send queues one text frame. It never blocks and never copies: frame must not change
 // afterwards (the hub hands the same bytes to every subscriber). It returns false when the
 // connection is closed or was just closed as a slow consumer.
-func (c *Conn) Send(frame []byte) bool {
+func (c *Conn) Send(frame []byte) bool { return c.SendVia(frame, nil) }
+
+// SendVia is Send for a producer with a Writer: the frame is written at the producer's next
+// w.Flush rather than by a goroutine of the connection's own. With w nil it is Send.
+func (c *Conn) SendVia(frame []byte, w *Writer) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -171,7 +175,11 @@ func (c *Conn) Send(frame []byte) bool {
 	start := !c.flushing
 	c.flushing = true
 	c.mu.Unlock()
-	if start {
+	switch {
+	case !start:
+	case w != nil:
+		w.dirty = append(w.dirty, c)
+	default:
 		go c.flush()
 	}
 	return true
@@ -187,42 +195,56 @@ const (
 // flush writes batches until the queue is empty. Only one flusher runs at a time.
 func (c *Conn) flush() {
 	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			c.stopFlushing()
-			c.mu.Unlock()
+		batch, ok := c.nextBatch()
+		if !ok {
 			return
 		}
-		k, size := 0, 0
-		for k < len(c.queue) && k < maxBatchFrames && (k == 0 || size+len(c.queue[k]) <= maxBatchBytes) {
-			size += len(c.queue[k])
-			k++
-		}
-		// One sample per batch write keeps the histogram off the per-message path.
-		metrics.WSSendQueue.Observe(float64(len(c.queue)))
-		batch := c.queue[:k:k]
-		c.queue = c.queue[k:]
-		c.queuedBytes -= size
-		c.mu.Unlock()
-
 		if err := c.writeBatch(batch); err != nil {
-			c.mu.Lock()
-			c.stopFlushing()
-			backlog, log, closing := len(c.queue)+len(batch), c.log, c.closed
-			c.mu.Unlock()
-			if errors.Is(err, os.ErrDeadlineExceeded) && !closing {
-				// A reader that stopped reading: its TCP window is full, so no close frame can
-				// reach it either. Say so where an operator looks.
-				metrics.WSSlowCloses.Inc()
-				log.Warn("closing stalled client: write timed out", "remote", c.RemoteAddr(), "backlog_messages", backlog, "err", err)
-			} else {
-				log.Debug("websocket write failed", "err", err)
-			}
-			c.Close(disconnectAbnormal)
+			c.writeFailed(err, len(batch))
 			return
 		}
 		clear(batch)
 	}
+}
+
+// nextBatch takes the next batch off the queue, or hands the write side back and reports false
+// when the queue is empty.
+func (c *Conn) nextBatch() ([][]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		c.stopFlushing()
+		return nil, false
+	}
+	k, size := 0, 0
+	for k < len(c.queue) && k < maxBatchFrames && (k == 0 || size+len(c.queue[k]) <= maxBatchBytes) {
+		size += len(c.queue[k])
+		k++
+	}
+	// One sample per batch write keeps the histogram off the per-message path.
+	metrics.WSSendQueue.Observe(float64(len(c.queue)))
+	batch := c.queue[:k:k]
+	c.queue = c.queue[k:]
+	c.queuedBytes -= size
+	return batch, true
+}
+
+// writeFailed ends a connection whose write failed, unsent frames and all; lost is how many
+// frames were being written.
+func (c *Conn) writeFailed(err error, lost int) {
+	c.mu.Lock()
+	c.stopFlushing()
+	backlog, log, closing := len(c.queue)+lost, c.log, c.closed
+	c.mu.Unlock()
+	if errors.Is(err, os.ErrDeadlineExceeded) && !closing {
+		// A reader that stopped reading: its TCP window is full, so no close frame can
+		// reach it either. Say so where an operator looks.
+		metrics.WSSlowCloses.Inc()
+		log.Warn("closing stalled client: write timed out", "remote", c.RemoteAddr(), "backlog_messages", backlog, "err", err)
+	} else {
+		log.Debug("websocket write failed", "err", err)
+	}
+	c.Close(disconnectAbnormal)
 }
 
 // stopFlushing hands the write side back and wakes a Close waiting for the queue to drain;

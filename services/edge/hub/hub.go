@@ -45,6 +45,14 @@ type Sink interface {
 	Close(d wsconn.Disconnect)
 }
 
+// WriterSink is a Sink whose frames can wait for the end of the shard's burst and leave with
+// the shard's writer: one pass over the burst's connections instead of a goroutine for each.
+type WriterSink interface {
+	Sink
+	// DeliverVia is Deliver with the frame written at w's next Flush.
+	DeliverVia(frame []byte, seq uint64, w *wsconn.Writer) bool
+}
+
 // Message is one NATS message as an Encoder sees it.
 type Message struct {
 	// Subject is the event's subject (subject.ForEvent) for events, whether they came live
@@ -151,7 +159,8 @@ type member struct {
 type Client struct {
 	sink  Sink
 	enc   Encoder
-	shard int // the shard that delivers to this client, for its whole life: one order
+	shard int        // the shard that delivers to this client, for its whole life: one order
+	via   WriterSink // sink, when it takes the shard's writer; else nil
 
 	// subs is the client's filters in registration order, replaced whole on change so the
 	// dispatcher reads it without a lock.
@@ -249,6 +258,7 @@ func (h *Hub) stop() {
 func (h *Hub) NewClient(sink Sink, enc Encoder) (*Client, error) {
 	shard := int(h.nextShard.Add(1) % uint32(len(h.shards)))
 	c := &Client{sink: sink, enc: enc, shard: shard, refs: map[string]int{}}
+	c.via, _ = sink.(WriterSink)
 	c.subs.Store(newSubList(nil))
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/heraldhq/herald/pkg/metrics"
+	"github.com/heraldhq/herald/pkg/wsconn"
 )
 
 // shard is one goroutine that hands messages to a fixed share of the clients, so that a burst
@@ -14,7 +15,12 @@ type shard struct {
 	i    int       // the shard's part in every topic
 	jobs chan *job // bounded by Config.ShardQueue; the dispatcher is the only sender
 	fc   frameCache
+	w    wsconn.Writer // writes the burst's connections once it is handed out
 }
+
+// maxBurst bounds the messages a shard hands out before it writes to the sockets, so the
+// first frame of a long burst does not wait for the last.
+const maxBurst = 64
 
 // job is one message on its way to the shards, shared by all of them and never changed once
 // sent.
@@ -33,6 +39,18 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 			return
 		case j := <-s.jobs:
 			h.deliver(s, j)
+			// Whatever else is already queued joins the burst: each client's frames of it
+			// then leave in one write.
+		burst:
+			for range maxBurst - 1 {
+				select {
+				case j = <-s.jobs:
+					h.deliver(s, j)
+				default:
+					break burst
+				}
+			}
+			s.w.Flush()
 		}
 	}
 }
@@ -53,7 +71,13 @@ func (h *Hub) deliver(s *shard, j *job) {
 		if err != nil {
 			continue // counted once below; other encoders' members still get it
 		}
-		if c.sink.Deliver(frame, j.m.Seq) {
+		var ok bool
+		if c.via != nil {
+			ok = c.via.DeliverVia(frame, j.m.Seq, &s.w)
+		} else {
+			ok = c.sink.Deliver(frame, j.m.Seq)
+		}
+		if ok {
 			n++
 		}
 	}
