@@ -31,6 +31,10 @@ type batchConn struct {
 
 	raw        syscall.RawConn // the socket's own, for writes that never wait; nil: none
 	rawChecked bool            // raw has been looked for
+	rawWrite   func(fd uintptr) bool
+	rawP       []byte // rawWrite's argument and results, here so a write allocates nothing
+	rawN       int
+	rawErr     error
 }
 
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

@@ -106,17 +106,20 @@ func (b *batchConn) writeNonBlocking(p []byte) (int, error) {
 		b.rawChecked = true
 		if sc, ok := b.Conn.(syscall.Conn); ok {
 			b.raw, _ = sc.SyscallConn()
+			// Made once per connection: a closure made per write escaped to the heap.
+			b.rawWrite = func(fd uintptr) bool {
+				b.rawN, b.rawErr = syscall.Write(int(fd), b.rawP)
+				return true // never wait for the socket here: that is finish's job
+			}
 		}
 	}
 	if b.raw == nil {
 		return 0, nil
 	}
-	var n int
-	var werr error
-	err := b.raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), p)
-		return true // never wait for the socket here: that is finish's job
-	})
+	b.rawP = p
+	err := b.raw.Write(b.rawWrite)
+	n, werr := b.rawN, b.rawErr
+	b.rawP, b.rawErr = nil, nil
 	switch {
 	case err != nil:
 		return 0, err

@@ -5,8 +5,10 @@
 //
 // The write path is built for fan-out: Send never blocks and does no I/O. The first Send into
 // an empty queue starts a flusher goroutine that writes everything queued, in one write(2) per
-// batch, and exits when the queue is empty. An idle connection therefore costs one reader
-// goroutine, no writer goroutine, and no write buffer.
+// batch, and exits when the queue is empty. A producer that feeds many connections (a hub
+// shard) uses SendVia and a Writer instead: it writes every connection of its burst itself,
+// without waiting on any socket. An idle connection therefore costs one reader goroutine, no
+// writer goroutine, and no write buffer.
 package wsconn
 
 import (
