@@ -35,8 +35,9 @@ func (w *Writer) Flush() {
 // writeNow writes the queue batch after batch while the socket takes each whole; what the
 // socket cannot take now goes on on a goroutine of the connection's own.
 func (c *Conn) writeNow() {
+	var done [][]byte
 	for {
-		batch, ok := c.nextBatch()
+		batch, ok := c.nextBatch(done)
 		if !ok {
 			return
 		}
@@ -47,6 +48,7 @@ func (c *Conn) writeNow() {
 		}
 		metrics.WSFramesWritten.Add(float64(len(batch)))
 		clear(batch)
+		done = batch
 		if buf != nil {
 			go c.finish(buf, off)
 			return

@@ -196,8 +196,9 @@ const (
 
 // flush writes batches until the queue is empty. Only one flusher runs at a time.
 func (c *Conn) flush() {
+	var done [][]byte
 	for {
-		batch, ok := c.nextBatch()
+		batch, ok := c.nextBatch(done)
 		if !ok {
 			return
 		}
@@ -206,15 +207,25 @@ func (c *Conn) flush() {
 			return
 		}
 		clear(batch)
+		done = batch
 	}
 }
 
+// maxKeptQueue is the largest queue array an empty queue keeps for the next frames; a larger one
+// (after a burst) is let go, so an idle connection does not hold it.
+const maxKeptQueue = 64
+
 // nextBatch takes the next batch off the queue, or hands the write side back and reports false
-// when the queue is empty.
-func (c *Conn) nextBatch() ([][]byte, bool) {
+// when the queue is empty. Done is the batch last written (nil: none), whose array an empty
+// queue takes up again instead of growing a new one.
+func (c *Conn) nextBatch(done [][]byte) ([][]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.queue) == 0 {
+		c.queue = nil
+		if cap(done) <= maxKeptQueue {
+			c.queue = done[:0]
+		}
 		c.stopFlushing()
 		return nil, false
 	}
@@ -225,7 +236,7 @@ func (c *Conn) nextBatch() ([][]byte, bool) {
 	}
 	// One sample per batch write keeps the histogram off the per-message path.
 	metrics.WSSendQueue.Observe(float64(len(c.queue)))
-	batch := c.queue[:k:k]
+	batch := c.queue[:k] // its capacity reaches back over the whole array, for reuse
 	c.queue = c.queue[k:]
 	c.queuedBytes -= size
 	return batch, true
