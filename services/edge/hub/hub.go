@@ -136,8 +136,10 @@ type topic struct {
 
 	seenDropped int // NATS drops already acted on; dispatcher only
 
-	n     int    // members over all parts; guarded by Hub.mu
-	parts []part // the members, one part per shard
+	n int // members over all parts; guarded by Hub.mu
+	// parts holds the members, one part per shard, made when the shard's first client joins
+	// (under Hub.mu): a topic costs a pointer per shard, not a part, however many cores.
+	parts []atomic.Pointer[part]
 }
 
 // part is the members of a topic that one shard serves.
@@ -148,8 +150,8 @@ type part struct {
 	members []member        // guarded by mu; order is irrelevant
 	index   map[*Client]int // position in members; guarded by mu
 
-	// Parts sit side by side and each shard's RLock writes to its own: apart, two shards
-	// do not fight over one cache line.
+	// Each shard's RLock writes to its own part: padded, two parts never share a cache line
+	// and two shards do not fight over one.
 	_ [64]byte
 }
 
@@ -238,7 +240,7 @@ func (h *Hub) checkDrops() {
 	}
 	h.mu.RUnlock()
 	for _, t := range topics {
-		h.dropped(t)
+		h.dropped(t, 0)
 	}
 }
 
@@ -469,7 +471,7 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 	}
 	t := h.topics[s]
 	if t == nil {
-		t = &topic{subject: s, ready: make(chan struct{}), parts: make([]part, len(h.shards))}
+		t = &topic{subject: s, ready: make(chan struct{}), parts: make([]atomic.Pointer[part], len(h.shards))}
 		// Events come from the stream's republished copy, which carries each one's sequence
 		// and arrives in the stream's order; anything else (metrics, logs) as published.
 		natsSubj := s
@@ -489,11 +491,12 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 		metrics.EdgeSubscriptions.Inc()
 		go h.confirm(t)
 	}
-	p := &t.parts[c.shard]
-	p.mu.Lock()
-	if p.index == nil {
-		p.index = map[*Client]int{}
+	p := t.parts[c.shard].Load()
+	if p == nil {
+		p = &part{index: map[*Client]int{}}
+		t.parts[c.shard].Store(p)
 	}
+	p.mu.Lock()
 	p.index[c] = len(p.members)
 	p.members = append(p.members, member{c, enc})
 	p.live.Store(int32(len(p.members)))
@@ -518,7 +521,10 @@ func (h *Hub) leave(c *Client, s string) {
 	if t == nil {
 		return
 	}
-	p := &t.parts[c.shard]
+	p := t.parts[c.shard].Load()
+	if p == nil {
+		return // c never joined through its shard
+	}
 	p.mu.Lock()
 	if i, ok := p.index[c]; ok {
 		last := len(p.members) - 1
@@ -607,11 +613,11 @@ func (h *Hub) dispatch(ctx context.Context, nm *nats.Msg) {
 			return
 		}
 	}
-	if h.dropped(t) {
+	if h.dropped(t, 1) { // the message in hand goes to no one either
 		return
 	}
 	for _, s := range h.shards {
-		if t.parts[s.i].live.Load() == 0 {
+		if p := t.parts[s.i].Load(); p == nil || p.live.Load() == 0 {
 			continue
 		}
 		select {
@@ -649,18 +655,23 @@ func (h *Hub) streamMessage(nm *nats.Msg, m *Message) bool {
 
 // dropped closes a topic's clients when NATS dropped messages on its way to the edge (the
 // inbound channel was full): they have missed events and are told, not silently starved.
-// Only the dispatcher goroutine touches t.seenDropped.
-func (h *Hub) dropped(t *topic) bool {
+// Skipped is how many messages the caller holds and will not deliver because of it; they are
+// lost too. Only the dispatcher goroutine touches t.seenDropped.
+func (h *Hub) dropped(t *topic, skipped int) bool {
 	d, err := t.sub.Dropped()
 	if err != nil || d <= t.seenDropped {
 		return false
 	}
-	reason := fmt.Sprintf("edge overloaded: %d events dropped; resume from your last position", d-t.seenDropped)
+	missed := d - t.seenDropped + skipped
+	reason := fmt.Sprintf("edge overloaded: %d events dropped; resume from your last position", missed)
 	droppedByNATS.Add(float64(d - t.seenDropped))
 	h.log.Warn("NATS dropped events for a filter; closing its clients", "subject", t.subject, "dropped", d)
 	members := 0
 	for i := range t.parts {
-		p := &t.parts[i]
+		p := t.parts[i].Load()
+		if p == nil {
+			continue
+		}
 		p.mu.RLock()
 		members += len(p.members)
 		for _, mb := range p.members {
@@ -669,7 +680,7 @@ func (h *Hub) dropped(t *topic) bool {
 		}
 		p.mu.RUnlock()
 	}
-	h.lost.Add(uint64(d-t.seenDropped) * uint64(members))
+	h.lost.Add(uint64(missed) * uint64(members))
 	t.seenDropped = d
 	return true
 }

@@ -57,7 +57,7 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 
 // deliver hands one message to the shard's members of its topic. Shard goroutine only.
 func (h *Hub) deliver(s *shard, j *job) {
-	p := &j.t.parts[s.i]
+	p := j.t.parts[s.i].Load() // not nil: dispatch sends only to shards with a part
 	fc := &s.fc
 	fc.reset()
 	var n uint64
