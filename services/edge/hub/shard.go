@@ -18,9 +18,13 @@ type shard struct {
 	w    wsconn.Writer // writes the burst's connections once it is handed out
 }
 
-// maxBurst bounds the messages a shard hands out before it writes to the sockets, so the
-// first frame of a long burst does not wait for the last.
-const maxBurst = 64
+// A shard hands out at most this much before it writes to the sockets, so the first frame of a
+// long burst does not wait for the last, and a burst of large events cannot by itself fill a
+// client's send queue (in messages or bytes) before any of it is written.
+const (
+	maxBurst      = 16
+	maxBurstBytes = 256 << 10
+)
 
 // job is one message on its way to the shards, shared by all of them and never changed once
 // sent.
@@ -41,11 +45,13 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 			h.deliver(s, j)
 			// Whatever else is already queued joins the burst: each client's frames of it
 			// then leave in one write.
+			size := len(j.m.Data)
 		burst:
-			for range maxBurst - 1 {
+			for n := 1; n < maxBurst && size < maxBurstBytes; n++ {
 				select {
 				case j = <-s.jobs:
 					h.deliver(s, j)
+					size += len(j.m.Data)
 				default:
 					break burst
 				}
