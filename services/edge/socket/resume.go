@@ -70,7 +70,11 @@ type heldFrame struct {
 
 // Deliver implements hub.Sink: a live frame goes out now, or is held while the socket catches
 // up; an event already sent by the replay is not sent again.
-func (s *Socket) Deliver(frame []byte, seq uint64) bool {
+func (s *Socket) Deliver(frame []byte, seq uint64) bool { return s.DeliverVia(frame, seq, nil) }
+
+// DeliverVia implements hub.WriterSink: Deliver, with the frame written at the hub shard's
+// next w.Flush (nil: by the connection itself).
+func (s *Socket) DeliverVia(frame []byte, seq uint64, w *wsconn.Writer) bool {
 	if s.holding.Load() {
 		s.heldMu.Lock()
 		if s.holding.Load() {
@@ -84,20 +88,20 @@ func (s *Socket) Deliver(frame []byte, seq uint64) bool {
 		}
 		s.heldMu.Unlock()
 	}
-	return s.send(frame, seq)
+	return s.send(frame, seq, w)
 }
 
 // send writes a frame, skipping stream events at or before the last one sent (the seam between
-// a replay and live delivery). Only one goroutine sends events at a time: the dispatcher while
-// live, the replay while holding.
-func (s *Socket) send(frame []byte, seq uint64) bool {
+// a replay and live delivery). Only one goroutine sends events at a time: the client's hub shard
+// while live, the replay while holding.
+func (s *Socket) send(frame []byte, seq uint64, w *wsconn.Writer) bool {
 	if seq != 0 {
 		if seq <= s.lastSeq.Load() {
 			return true
 		}
 		s.lastSeq.Store(seq)
 	}
-	return s.conn.Send(frame)
+	return s.conn.SendVia(frame, w)
 }
 
 // Hold makes the socket hold live frames until a Resume releases them. Call it before
@@ -109,7 +113,7 @@ func (s *Socket) release() {
 	s.heldMu.Lock()
 	defer s.heldMu.Unlock()
 	for _, h := range s.held {
-		s.send(h.frame, h.seq)
+		s.send(h.frame, h.seq, nil)
 	}
 	s.held = nil
 	s.holding.Store(false)
@@ -266,7 +270,7 @@ func (s *Socket) replay(stream string, enc hub.Encoder, subjects []string, p eve
 				return got, err
 			}
 			if m.Seq > s.lastSeq.Load() {
-				if !s.send(frame, m.Seq) {
+				if !s.send(frame, m.Seq, nil) {
 					return got, errGone
 				}
 				r.Replayed++
