@@ -47,19 +47,48 @@ func (h *histogram) add(d time.Duration) {
 	}
 }
 
-// quantile returns the latency below which a fraction q of the samples lie.
-func (h *histogram) quantile(q float64) time.Duration {
-	n := h.n.Load()
+
+// latencies spreads the samples of many readers over a few histograms, so that a thousand
+// readers on two cores do not all add to the same counters (n, and the few buckets most
+// samples fall in): at a million samples a second the load tool's own cache-line traffic
+// would otherwise be part of what it measures. Quantiles merge the parts.
+type latencies struct{ parts [8]histogram }
+
+// part is the histogram reader i adds to.
+func (l *latencies) part(i int) *histogram { return &l.parts[i%len(l.parts)] }
+
+func (l *latencies) count() int64 {
+	var n int64
+	for i := range l.parts {
+		n += l.parts[i].n.Load()
+	}
+	return n
+}
+
+// quantile returns the latency below which a fraction q of all samples lie.
+func (l *latencies) quantile(q float64) time.Duration {
+	n := l.count()
 	if n == 0 {
 		return 0
 	}
 	rank := int64(q * float64(n))
 	var seen int64
-	for b := range h.counts {
-		seen += h.counts[b].Load()
+	for b := range l.parts[0].counts {
+		for i := range l.parts {
+			seen += l.parts[i].counts[b].Load()
+		}
 		if seen > rank {
 			return time.Duration(lowerBound(b)) * time.Microsecond
 		}
 	}
-	return time.Duration(h.max.Load()) * time.Microsecond
+	return l.max()
+}
+
+// max is the largest sample.
+func (l *latencies) max() time.Duration {
+	var m int64
+	for i := range l.parts {
+		m = max(m, l.parts[i].max.Load())
+	}
+	return time.Duration(m) * time.Microsecond
 }
