@@ -47,7 +47,6 @@ func (h *histogram) add(d time.Duration) {
 	}
 }
 
-
 // latencies spreads the samples of many readers over a few histograms, so that a thousand
 // readers on two cores do not all add to the same counters (n, and the few buckets most
 // samples fall in): at a million samples a second the load tool's own cache-line traffic
