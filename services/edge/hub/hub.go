@@ -93,6 +93,10 @@ type Config struct {
 	// lower than one already seen from stream arrives: the stream was created anew and its
 	// epoch must be looked up again. Nil: nothing is called.
 	StreamReset func(stream string)
+	// WriteDelay is how long a shard whose last burst wrote many sockets waits for more
+	// messages before it writes, so that each write carries several frames (default 0: it
+	// writes what is queued at once).
+	WriteDelay time.Duration
 	// Shards is how many goroutines hand messages to clients, each to a fixed share of them
 	// (default GOMAXPROCS).
 	Shards int

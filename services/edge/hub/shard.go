@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldhq/herald/pkg/metrics"
 	"github.com/heraldhq/herald/pkg/wsconn"
@@ -37,32 +38,64 @@ type job struct {
 }
 
 func (h *Hub) runShard(ctx context.Context, s *shard) {
+	// linger is armed only while a burst waits for company (Config.WriteDelay).
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	wide := uint64(0) // deliveries of the last burst
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case j := <-s.jobs:
-			h.deliver(s, j)
+			handed := h.deliver(s, j)
 			// Whatever else is already queued joins the burst: each client's frames of it
-			// then leave in one write.
+			// then leave in one write. After a wide burst the shard also waits up to
+			// WriteDelay for more: at a thousand events a second to a thousand sockets, one
+			// write per event per socket is a million write(2)s a second here and as many
+			// wake-ups in the clients; a millisecond's wait makes each write carry several.
+			wait := h.cfg.WriteDelay > 0 && wide >= lingerDeliveries
+			armed := false
 			size := len(j.m.Data)
 		burst:
 			for n := 1; n < maxBurst && size < maxBurstBytes; n++ {
 				select {
 				case j = <-s.jobs:
-					h.deliver(s, j)
-					size += len(j.m.Data)
 				default:
-					break burst
+					if !wait {
+						break burst
+					}
+					if !armed {
+						linger.Reset(h.cfg.WriteDelay)
+						armed = true
+					}
+					select {
+					case j = <-s.jobs:
+					case <-linger.C:
+						armed = false
+						break burst
+					case <-ctx.Done():
+						return
+					}
 				}
+				handed += h.deliver(s, j)
+				size += len(j.m.Data)
 			}
+			if armed {
+				linger.Stop()
+			}
+			wide = handed
 			s.w.Flush()
 		}
 	}
 }
 
-// deliver hands one message to the shard's members of its topic. Shard goroutine only.
-func (h *Hub) deliver(s *shard, j *job) {
+// lingerDeliveries is how many frames a burst must have handed out for the next one to wait
+// (Config.WriteDelay): a narrow fan-out gains little from fewer writes and keeps its latency.
+const lingerDeliveries = 64
+
+// deliver hands one message to the shard's members of its topic and says to how many.
+// Shard goroutine only.
+func (h *Hub) deliver(s *shard, j *job) uint64 {
 	p := j.t.parts[s.i].Load() // not nil: dispatch sends only to shards with a part
 	fc := &s.fc
 	fc.reset()
@@ -95,4 +128,5 @@ func (h *Hub) deliver(s *shard, j *job) {
 	}
 	h.delivered.Add(n)
 	metrics.EdgeDeliveries.Add(float64(n))
+	return n
 }

@@ -142,3 +142,39 @@ func TestStuckShardIsBounded(t *testing.T) {
 		t.Fatal("nothing counted as delivered")
 	}
 }
+
+// TestLingeringBurstEndsWhenFull: after a burst to many clients a shard waits WriteDelay for
+// more messages, but never past a full burst. With a delay far longer than the test, a first
+// message and then one full burst after it reach every client, in order: a shard that waited
+// for its timer here would hold them for an hour.
+func TestLingeringBurstEndsWhenFull(t *testing.T) {
+	r := newRig(t, hub.Config{Shards: 1, WriteDelay: time.Hour})
+	r.run()
+	var sinks []*fakeSink
+	for range 70 { // more than a burst must hand out for the next one to linger
+		_, s := r.client(echo{}, "a.*")
+		sinks = append(sinks, s)
+	}
+	var want []string
+	publish := func(i int) {
+		if err := r.pub.Publish("a.x", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.pub.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("a.x=%d", i))
+	}
+	publish(0)
+	for _, s := range sinks {
+		s.waitFrames(t, 1)
+	}
+	for i := 1; i <= 16; i++ { // one full burst (maxBurst)
+		publish(i)
+	}
+	for k, s := range sinks {
+		if got := s.waitFrames(t, len(want)); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("client %d: got %q, want %q", k, got, want)
+		}
+	}
+}
