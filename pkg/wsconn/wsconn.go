@@ -5,8 +5,9 @@
 //
 // The write path is built for fan-out: Send never blocks and does no I/O. The first Send into
 // an empty queue starts a flusher goroutine that writes everything queued, in one write(2) per
-// batch, and exits when the queue is empty. An idle connection therefore costs one reader
-// goroutine, no writer goroutine, and no write buffer.
+// batch, and exits when the queue is empty. Reads are event-driven on Linux (read.go), so an
+// idle connection costs no goroutine at all, no write buffer and no read buffer beyond
+// gorilla's smallest.
 package wsconn
 
 import (
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -102,7 +104,9 @@ func NewUpgrader(cfg Config, checkOrigin func(*http.Request) bool) *Upgrader {
 		checkOrigin = func(*http.Request) bool { return true }
 	}
 	return &Upgrader{cfg: cfg.withDefaults(), ws: websocket.Upgrader{
-		ReadBufferSize:  512,
+		// The smallest gorilla takes (a control frame's payload): client frames are few and
+		// small, and an idle connection keeps this buffer.
+		ReadBufferSize:  maxControlPayload,
 		WriteBufferSize: 4096,
 		WriteBufferPool: writeBufferPool,
 		CheckOrigin:     checkOrigin,
@@ -110,8 +114,8 @@ func NewUpgrader(cfg Config, checkOrigin func(*http.Request) bool) *Upgrader {
 }
 
 // Upgrade completes the handshake. On failure gorilla has already answered the request.
-// The caller should start ReadLoop in a goroutine and return from its HTTP handler, so that
-// net/http releases its per-request buffers.
+// The caller should call Start and return from its HTTP handler, so that net/http releases
+// its per-request buffers.
 func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Logger) (*Conn, error) {
 	hw := &hijackWriter{ResponseWriter: w}
 	ws, err := u.ws.Upgrade(hw, r, nil)
@@ -123,7 +127,11 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Log
 	}
 	c := &Conn{ws: ws, bc: hw.conn, cfg: u.cfg, log: log, done: make(chan struct{})}
 	ws.SetReadLimit(u.cfg.MaxMessageBytes)
-	c.pinger = time.AfterFunc(u.cfg.PingInterval, c.ping)
+	g, _ := hw.conn.Conn.(*frameGate)
+	c.events = newEventReader(c, g)
+	c.seen()
+	c.nextPing.Store(int64(sinceEpoch() + u.cfg.PingInterval))
+	c.pinger = time.AfterFunc(u.cfg.PingInterval, c.tick)
 	return c, nil
 }
 
@@ -135,6 +143,11 @@ type Conn struct {
 	log    *slog.Logger
 	pinger *time.Timer
 	done   chan struct{}
+	events *eventReader // nil: reads on a goroutine (readLoop)
+
+	lastSeen atomic.Int64 // sinceEpoch when the peer last sent anything
+	nextPing atomic.Int64 // sinceEpoch when the pinger sends the next ping
+	reaped   atomic.Bool  // the pinger ended the connection: the peer fell silent
 
 	mu          sync.Mutex
 	queue       [][]byte      // guarded by mu
@@ -246,20 +259,6 @@ func (c *Conn) writeBatch(batch [][]byte) error {
 	return err
 }
 
-func (c *Conn) ping() {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return
-	}
-	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
-		c.Close(disconnectAbnormal)
-		return
-	}
-	c.pinger.Reset(c.cfg.PingInterval)
-}
-
 // Close sends a close frame with code and reason (cut to the 123 bytes a close frame holds)
 // and closes the connection once the peer answers or closeGrace passes. Frames queued before
 // Close go out first (an error frame, then the close that explains it), bounded by the write
@@ -297,14 +296,14 @@ func (c *Conn) Close(d Disconnect) {
 			msg := websocket.FormatCloseMessage(code, reason)
 			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
 		}
-		// The reader sees the peer's close frame and returns; if the peer never answers the
-		// deadline ends it.
+		// The reader sees the peer's close frame and ends the connection; if the peer never
+		// answers, the deadline ends a read under way and abort the rest.
 		_ = c.bc.SetReadDeadline(time.Now().Add(closeGrace))
 		select {
 		case <-c.done:
 		case <-time.After(closeGrace):
 		}
-		_ = c.bc.Close()
+		c.abort(errCloseUnanswered)
 	}()
 }
 
@@ -324,7 +323,7 @@ func (c *Conn) Backlog() int {
 	return len(c.queue)
 }
 
-// ClosedWith is the close code that ended the connection, given the error ReadLoop returned:
+// ClosedWith is the close code that ended the connection, given the error Start's ended got:
 // the code Close sent, else the peer's own close code, else 1006 (the connection broke).
 func (c *Conn) ClosedWith(readErr error) int {
 	c.mu.Lock()
@@ -341,46 +340,8 @@ func (c *Conn) ClosedWith(readErr error) int {
 	}
 }
 
-// Done is closed when ReadLoop has returned: the connection is gone.
+// Done is closed when the read side has ended and the socket is closed: the connection is gone.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // RemoteAddr is the peer's address as ip:port.
 func (c *Conn) RemoteAddr() string { return c.bc.RemoteAddr().String() }
-
-// ReadLoop reads text frames and hands each to handle until the connection ends; it must run
-// exactly once per Conn. It returns the reason the connection ended.
-func (c *Conn) ReadLoop(handle func(msg []byte)) error {
-	defer close(c.done)
-	defer func() { _ = c.bc.Close() }()
-	defer c.closeQuietly()
-	alive := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.cfg.PongWait)) }
-	alive()
-	c.ws.SetPongHandler(func(string) error { alive(); return nil })
-	for {
-		typ, msg, err := c.ws.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				// gorilla has already sent close 1009.
-				return fmt.Errorf("frame larger than %d bytes: %w", c.cfg.MaxMessageBytes, err)
-			}
-			return err
-		}
-		alive()
-		if typ == websocket.TextMessage || typ == websocket.BinaryMessage {
-			handle(msg)
-		}
-	}
-}
-
-// closeQuietly marks the conn closed without a close frame: the read side has ended.
-func (c *Conn) closeQuietly() {
-	c.mu.Lock()
-	c.closed = true
-	c.queue = nil
-	if c.drained != nil && !c.flushing {
-		close(c.drained)
-		c.drained = nil
-	}
-	c.mu.Unlock()
-	c.pinger.Stop()
-}

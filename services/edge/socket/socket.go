@@ -12,8 +12,9 @@
 // Authenticate), how it encodes events (a hub.Encoder), and what it does on open and on an
 // inbound frame. Closes are wsconn.Disconnect values, returned as errors or passed to Close.
 //
-// Handler methods run on the connection's read goroutine, one at a time, so a handler's own
-// state needs no lock. Goodbye is the exception (see Goodbyer).
+// Handler methods run one at a time, never two at once (Open first, then each Frame on the
+// goroutine that read it), so a handler's own state needs no lock. Goodbye is the exception
+// (see Goodbyer).
 package socket
 
 import (
@@ -151,7 +152,7 @@ type Socket struct {
 	connID  string          // the registry's id for this connection ("" untracked); guarded by mu
 	untrack func()          // guarded by mu
 	unwatch func()          // guarded by mu
-	clients []*hub.Client   // read goroutine only
+	clients []*hub.Client   // Open, Frame and finish only (never two at once)
 
 	// Resume state (resume.go): the last stream sequence sent, and the live frames held
 	// while the socket catches up.
@@ -165,16 +166,24 @@ func (s *Socket) run() {
 	if err := s.h.Open(s); err != nil {
 		s.Close(closeFor(err))
 	}
-	err := s.conn.ReadLoop(func(msg []byte) {
-		if err := s.h.Frame(s, msg); err != nil {
-			s.Close(closeFor(err))
-		}
-	})
+	s.conn.Start(s.frame, s.finish)
+}
+
+// frame hands one inbound frame to the handler.
+func (s *Socket) frame(msg []byte) {
+	if err := s.h.Frame(s, msg); err != nil {
+		s.Close(closeFor(err))
+	}
+}
+
+// finish cleans up once the connection has ended; err is why.
+func (s *Socket) finish(err error) {
 	if s.deadline != nil {
 		s.deadline.Stop()
 	}
 	s.counted(s.conn.ClosedWith(err))
-	// Clients are made only on this goroutine, so none can race this removal.
+	// Clients are made only by Open and Frame, which are done by now, so none can race this
+	// removal.
 	for _, c := range s.clients {
 		s.rt.Hub.Remove(c)
 	}
@@ -290,7 +299,7 @@ func (s *Socket) ConnID() string {
 }
 
 // Client returns a new hub client whose frames go to this socket through enc (nil: only
-// SubscribeWith is used). The runtime removes it when the socket ends. Read goroutine only.
+// SubscribeWith is used). The runtime removes it when the socket ends. Open and Frame only.
 func (s *Socket) Client(enc hub.Encoder) (*hub.Client, error) {
 	return s.ClientFor(s, enc)
 }
