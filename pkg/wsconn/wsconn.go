@@ -311,7 +311,7 @@ func (c *Conn) Close(d Disconnect) {
 // consumer's close is logged at warn with it).
 func (c *Conn) SetPrincipal(principal string) {
 	c.mu.Lock()
-	c.log = c.log.With("principal", principal)
+	c.log = slog.New(&principalHandler{Handler: c.log.Handler(), principal: principal})
 	c.mu.Unlock()
 }
 

@@ -89,6 +89,10 @@ type Runtime struct {
 	JS            jetstream.JetStream
 	MaxReplay     int           // events one resume may replay (0: DefaultMaxReplay); further behind is "too old"
 	ReplayTimeout time.Duration // bound on one replay (0: DefaultReplayTimeout)
+
+	// endpointLogs holds one logger per endpoint: With copies the handler's state (a few
+	// hundred bytes), too much to repeat for every one of 10k idle connections.
+	endpointLogs sync.Map // endpoint -> *slog.Logger
 }
 
 // now is the runtime's clock.
@@ -106,6 +110,15 @@ func (rt *Runtime) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// endpointLog is the logger of the connections on endpoint.
+func (rt *Runtime) endpointLog(endpoint string) *slog.Logger {
+	if l, ok := rt.endpointLogs.Load(endpoint); ok {
+		return l.(*slog.Logger)
+	}
+	l, _ := rt.endpointLogs.LoadOrStore(endpoint, rt.log().With("endpoint", endpoint))
+	return l.(*slog.Logger)
+}
+
 // Serve runs one HTTP request of dialect d: Accept, upgrade,
 // and the connection on its own goroutine. Endpoint names the connection in the registry
 // (registry.Conn.Endpoint) and in logs. Serve returns once the connection is handed off, so
@@ -116,7 +129,7 @@ func (rt *Runtime) Serve(w http.ResponseWriter, r *http.Request, endpoint string
 		d.Refuse(w, err)
 		return
 	}
-	log := rt.log().With("endpoint", endpoint)
+	log := rt.endpointLog(endpoint)
 	conn, err := rt.Upgrader.Upgrade(w, r, log)
 	if err != nil {
 		log.Debug("socket: upgrade failed", "err", err) // gorilla has answered the request
