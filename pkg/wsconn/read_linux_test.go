@@ -111,6 +111,22 @@ func TestLoopbackConnectionsAreEventDriven(t *testing.T) {
 	}
 }
 
+// GoroutineReads reads on a goroutine, through the same gate, and frames still arrive.
+func TestGoroutineReadsOption(t *testing.T) {
+	s := serve(t, Config{GoroutineReads: true})
+	if s.conn.events != nil {
+		t.Fatal("GoroutineReads set, yet the connection is event-driven")
+	}
+	var stream []byte
+	for _, w := range []string{"a", "b"} {
+		stream = append(stream, textFrame(w)...)
+	}
+	if _, err := s.raw(t).Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	s.wantFrames(t, "a", "b")
+}
+
 // Frames that arrive a byte per TCP segment are put together and handled in order.
 func TestFramesSplitByteByByte(t *testing.T) {
 	s := serve(t, Config{})

@@ -38,6 +38,9 @@ type Config struct {
 	PingInterval    time.Duration // WebSocket ping period (default 54s, as DRP/melody)
 	PongWait        time.Duration // silence after which the peer is dead (default 60s)
 	WriteTimeout    time.Duration // bound on one batch write (default 10s)
+	// GoroutineReads reads every connection on a goroutine of its own, as on systems without
+	// epoll, instead of event-driven; for comparing the two, or falling back.
+	GoroutineReads bool
 }
 
 // RegisterFlags binds the limits to flags named prefix+"max-frame-bytes" and so on.
@@ -50,6 +53,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.PingInterval, prefix+"ping-interval", d.PingInterval, "WebSocket ping period")
 	fs.DurationVar(&c.PongWait, prefix+"pong-wait", d.PongWait, "silence after which a client is dead")
 	fs.DurationVar(&c.WriteTimeout, prefix+"write-timeout", d.WriteTimeout, "bound on one write to a client")
+	fs.BoolVar(&c.GoroutineReads, prefix+"goroutine-reads", false, "read each connection on a goroutine of its own instead of event-driven (epoll)")
 }
 
 // Validate reports settings that cannot work.
@@ -127,8 +131,13 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Log
 	}
 	c := &Conn{ws: ws, bc: hw.conn, cfg: u.cfg, log: log, done: make(chan struct{})}
 	ws.SetReadLimit(u.cfg.MaxMessageBytes)
-	g, _ := hw.conn.Conn.(*frameGate)
-	c.events = newEventReader(c, g)
+	if g, ok := hw.conn.Conn.(*frameGate); ok {
+		if u.cfg.GoroutineReads {
+			g.pass = true
+		} else {
+			c.events = newEventReader(c, g)
+		}
+	}
 	c.seen()
 	c.nextPing.Store(int64(sinceEpoch() + u.cfg.PingInterval))
 	c.pinger = time.AfterFunc(u.cfg.PingInterval, c.tick)
