@@ -68,14 +68,7 @@ func TestFleet(t *testing.T) {
 	f := &fleet{t: t, p: loadCompose(t), dir: t.TempDir(), addr: map[string]string{}, procs: map[string]*proc{}}
 	f.build()
 	f.startNATS()
-	rdb := redistest.Start(t)
-	f.addr["redis:6379"] = rdb.Addr()
-	f.makeSigningKey()
-	for _, name := range heraldServices {
-		for _, port := range []string{"8080", "9090"} {
-			f.addr[name+":"+port] = freeAddr(t)
-		}
-	}
+	f.prepare(heraldServices)
 	// edge-2 reaches NATS through a proxy the test can cut; edge-1 drains quickly.
 	cut := testutil.StartProxy(t, f.addr["nats-0:4222"])
 	overrides := map[string]map[string]string{
@@ -141,12 +134,27 @@ func TestFleet(t *testing.T) {
 	f.checkDrain("edge-1", tok)
 }
 
+// prepare starts Redis, makes the signing key and gives each of the Herald services its
+// HTTP and gRPC ports.
+func (f *fleet) prepare(services []string) {
+	rdb := redistest.Start(f.t)
+	f.addr["redis:6379"] = rdb.Addr()
+	f.makeSigningKey()
+	for _, name := range services {
+		for _, port := range []string{"8080", "9090"} {
+			f.addr[name+":"+port] = freeAddr(f.t)
+		}
+	}
+}
+
 // drainWindow is edge-1's drain window in the test (compose says 10s).
 const drainWindow = 2 * time.Second
 
-func (f *fleet) build() {
+// build builds every Herald binary the compose services run, and the extra main packages,
+// into f.dir.
+func (f *fleet) build(extra ...string) {
 	t := f.t
-	var pkgs []string
+	pkgs := slices.Clone(extra)
 	for _, name := range heraldServices {
 		pkgs = append(pkgs, "./services/"+f.service(name)+"/cmd/herald-"+f.service(name))
 	}
@@ -325,7 +333,14 @@ func (f *fleet) start(name string, overrides map[string]string) {
 			t.Errorf("%s: %s is no setting of herald-%s", name, k, f.service(name))
 		}
 	}
-	p := &proc{cmd: &exec.Cmd{Path: bin, Args: []string{bin}, Env: env}, out: &testutil.Buffer{}, done: make(chan struct{})}
+	f.spawn(name, &exec.Cmd{Path: bin, Args: []string{bin}, Env: env})
+}
+
+// spawn starts cmd as the fleet's process name with its output kept (and shown if the test
+// fails); it is killed when the test ends.
+func (f *fleet) spawn(name string, cmd *exec.Cmd) *proc {
+	t := f.t
+	p := &proc{cmd: cmd, out: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -336,9 +351,11 @@ func (f *fleet) start(name string, overrides map[string]string) {
 		<-p.done
 		if t.Failed() {
 			t.Logf("%s output:\n%s", name, tail(p.out, 4000))
+			keepOutput(t, name, p.out)
 		}
 	})
 	f.procs[name] = p
+	return p
 }
 
 // waitHealthy polls the service's compose health check URL (its path, on the mapped port).
@@ -399,20 +416,7 @@ func (f *fleet) startHAProxy() (httpAddr, grpcAddr string) {
 		t.Fatal(err)
 	}
 	bin := haproxyBinary(t)
-	p := &proc{cmd: exec.Command(bin, "-db", "-f", cfg), out: &testutil.Buffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("haproxy output:\n%s", tail(p.out, 4000))
-		}
-	})
-	f.procs["haproxy"] = p
+	f.spawn("haproxy", exec.Command(bin, "-db", "-f", cfg))
 	// Up once every backend answered its health checks.
 	testutil.Eventually(t, 20*time.Second, func() error {
 		if code, _ := get(httpAddr, "/readyz"); code != http.StatusOK {
@@ -708,6 +712,18 @@ func freePort(t *testing.T) int {
 }
 
 func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
+
+// keepOutput writes a failed test's process output whole into $HERALD_FLEET_LOGS, when set.
+func keepOutput(t *testing.T, name string, out *testutil.Buffer) {
+	dir := os.Getenv("HERALD_FLEET_LOGS")
+	if dir == "" {
+		return
+	}
+	file := filepath.Join(dir, fmt.Sprintf("%s-%d-%s.log", t.Name(), os.Getpid(), name))
+	if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
+		t.Logf("keep %s output: %v", name, err)
+	}
+}
 
 // tail is the last n bytes of a process's output.
 func tail(b *testutil.Buffer, n int) string {

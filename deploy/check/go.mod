@@ -8,6 +8,7 @@ require (
 	github.com/heraldhq/herald/pkg v0.0.0-00010101000000-000000000000
 	github.com/heraldhq/herald/proto v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats-server/v2 v2.15.2
+	github.com/nats-io/nats.go v1.55.0
 	google.golang.org/grpc v1.85.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2

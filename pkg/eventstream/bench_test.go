@@ -2,6 +2,7 @@ package eventstream_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 )
@@ -56,7 +58,12 @@ func benchPublish(b *testing.B, syncAlways bool, rp string, window int, payload 
 			b.Fatal(err)
 		}
 	}
-	subj := "herald.evt.global.machines.save.m-0001"
+	publishFor(b, js, "herald.evt.global.machines.save.m-0001", payload, window, "events/s")
+}
+
+// publishFor publishes payload on subj b.N times, one at a time (window 1) or with window in
+// flight, and reports the rate in unit.
+func publishFor(b *testing.B, js jetstream.JetStream, subj string, payload []byte, window int, unit string) {
 	b.SetBytes(int64(len(payload)))
 	b.ResetTimer()
 	start := time.Now()
@@ -91,5 +98,44 @@ func benchPublish(b *testing.B, syncAlways bool, rp string, window int, payload 
 			wait(<-pending)
 		}
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
+}
+
+// BenchmarkTelemetryR3 measures samples/s into HERALD_TELEMETRY as ingest creates it
+// (eventstream.TelemetryConfig, R3, republished) on a three-node cluster with every write
+// synced before its acknowledgement (sync_interval: always), an edge-like subscriber on the
+// republished copy, and a sample of a server with a few dozen processes (about 2 KB): one at a
+// time, and with 256 in flight as ingest's asynchronous publisher keeps them. Run it alone:
+//
+//	go test -run '^$' -bench TelemetryR3 -benchtime 2s ./eventstream/
+func BenchmarkTelemetryR3(b *testing.B) {
+	var sample strings.Builder
+	sample.WriteString(`{"server_id":"srv-0001","timestamp":"2026-01-02T03:04:05Z","cpu_percent":12.5,"memory_percent":40.1,"processes":[`)
+	for i := range 30 {
+		if i > 0 {
+			sample.WriteByte(',')
+		}
+		fmt.Fprintf(&sample, `{"pid":%d,"name":"worker-%02d","cpu_percent":0.4,"memory_percent":1.2,"status":"sleeping"}`, 1000+i, i)
+	}
+	sample.WriteString(`]}`)
+	for _, window := range []int{1, 256} {
+		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
+			c := natstest.RunCluster(b, 3, func(o *server.Options) { o.SyncAlways = true })
+			js, err := jetstream.New(natstest.Connect(b, c.Server(0)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := js.CreateStream(b.Context(), eventstream.TelemetryConfig(time.Hour, 0, 3)); err != nil {
+				b.Fatal(err)
+			}
+			sub := natstest.Connect(b, c.Server(1))
+			if _, err := sub.Subscribe("herald.rp.>", func(*nats.Msg) {}); err != nil {
+				b.Fatal(err)
+			}
+			if err := sub.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			publishFor(b, js, subject.Metrics("srv-0001"), []byte(sample.String()), window, "samples/s")
+		})
+	}
 }

@@ -71,9 +71,15 @@ func notBase36(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'z'
 // Epoch returns the epoch of the HERALD_EVENTS stream as it is now. It fails (wrapping
 // jetstream.ErrStreamNotFound) if the stream does not exist.
 func Epoch(ctx context.Context, js jetstream.JetStream) (string, error) {
-	st, err := js.Stream(ctx, subject.EventStream)
+	return EpochIn(ctx, js, subject.EventStream)
+}
+
+// EpochIn is Epoch for any of Herald's streams (subject.EventStream, subject.TelemetryStream):
+// each has its own epoch and sequences.
+func EpochIn(ctx context.Context, js jetstream.JetStream, stream string) (string, error) {
+	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		return "", fmt.Errorf("eventstream: epoch of %s: %w", subject.EventStream, err)
+		return "", fmt.Errorf("eventstream: epoch of %s: %w", stream, err)
 	}
 	return EpochOf(st.CachedInfo()), nil
 }
@@ -87,9 +93,12 @@ func EpochOf(info *jetstream.StreamInfo) string {
 // Sequence returns the stream sequence of a message the stream republished, from its
 // Nats-Sequence header. It fails if the message was not republished by HERALD_EVENTS
 // (its Nats-Stream header names another stream, or it has none).
-func Sequence(h nats.Header) (uint64, error) {
-	if got := h.Get(jetstream.StreamHeader); got != subject.EventStream {
-		return 0, fmt.Errorf("%w: message from stream %q, want %s", ErrBadPosition, got, subject.EventStream)
+func Sequence(h nats.Header) (uint64, error) { return SequenceIn(h, subject.EventStream) }
+
+// SequenceIn is Sequence for a message republished by stream.
+func SequenceIn(h nats.Header, stream string) (uint64, error) {
+	if got := h.Get(jetstream.StreamHeader); got != stream {
+		return 0, fmt.Errorf("%w: message from stream %q, want %s", ErrBadPosition, got, stream)
 	}
 	seq, err := strconv.ParseUint(h.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil || seq == 0 {
@@ -129,3 +138,40 @@ func StreamConfig(maxAge time.Duration, maxBytes int64, replicas int) jetstream.
 		},
 	}
 }
+
+// Telemetry stream limits, for ingest flags left zero. Samples are superseded within seconds
+// and log entries are read live: the stream only has to outlast a viewer's reconnect.
+const (
+	DefaultTelemetryMaxAge   = 15 * time.Minute
+	DefaultTelemetryMaxBytes = 256 << 20 // 256 MiB
+)
+
+// TelemetryConfig is HERALD_TELEMETRY: every server's samples, alerts and log entries
+// (subject.TelemetrySubjects), kept maxAge (and at most maxBytes, 0 for no limit, oldest
+// dropped first) on file, on replicas nodes, the event stream's number.
+//
+// Like HERALD_EVENTS it republishes what it stores (onto herald.rp.metrics.<server> and so
+// on, with Nats-Sequence), which is where edges read telemetry, so every frame a viewer gets
+// has a position in this stream and a viewer can resume from it. Ingest publishes without
+// message ids (a sample is not retried), so the duplicate window only has to be valid: the
+// smallest NATS keeps.
+func TelemetryConfig(maxAge time.Duration, maxBytes int64, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        subject.TelemetryStream,
+		Description: "Herald servers' recent samples, alerts and log entries, kept so reconnecting viewers can catch up",
+		Subjects:    subject.TelemetrySubjects,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      maxAge,
+		MaxBytes:    maxBytes,
+		Replicas:    replicas,
+		Duplicates:  min(telemetryDuplicateWindow, maxAge),
+		RePublish: &jetstream.RePublish{
+			Source:      subject.TelemetryRepublishSource,
+			Destination: subject.TelemetryRepublishDestination,
+		},
+	}
+}
+
+const telemetryDuplicateWindow = time.Second

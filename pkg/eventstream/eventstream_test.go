@@ -178,3 +178,50 @@ func TestEpochAndRepublishedSequenceOnCluster(t *testing.T) {
 		t.Fatalf("epoch of the recreated stream %q, %v; want a new one (old %q)", got, err, epoch)
 	}
 }
+
+// TestTelemetryStream checks HERALD_TELEMETRY as ingest creates it: samples, alerts and log
+// entries published on their plain subjects are stored, republished where the edges listen
+// with their sequence in this stream, and the event stream's sequence reader refuses them.
+func TestTelemetryStream(t *testing.T) {
+	t.Parallel()
+	ns := natstest.RunServer(t)
+	nc := natstest.Connect(t, ns)
+	natstest.EventStream(t, nc)
+	epoch := natstest.TelemetryStream(t, nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := eventstream.EpochIn(t.Context(), js, subject.TelemetryStream); err != nil || got != epoch {
+		t.Fatalf("epoch %q, %v; want %q", got, err, epoch)
+	}
+	sub, err := nc.SubscribeSync("herald.rp.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []string{subject.Metrics("srv.1"), subject.Alerts("srv.1"), subject.Logs("srv.1")} {
+		ack, err := js.Publish(t.Context(), s, []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack.Stream != subject.TelemetryStream || ack.Sequence != uint64(i+1) {
+			t.Fatalf("%s stored in %s at %d, want %s at %d", s, ack.Stream, ack.Sequence, subject.TelemetryStream, i+1)
+		}
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq, err := eventstream.SequenceIn(msg.Header, subject.TelemetryStream); err != nil || seq != ack.Sequence {
+			t.Fatalf("republished sequence %d, %v; want %d", seq, err, ack.Sequence)
+		}
+		if _, err := eventstream.Sequence(msg.Header); !errors.Is(err, eventstream.ErrBadPosition) {
+			t.Fatalf("the event stream's Sequence took a telemetry message: %v", err)
+		}
+		if from, err := subject.FromRepublished(msg.Subject); err != nil || from != s {
+			t.Fatalf("republished on %q (%q, %v), want it to map back to %q", msg.Subject, from, err, s)
+		}
+	}
+}

@@ -86,6 +86,9 @@ var (
 	IngestAgents = gauge("herald_ingest_agents", "Agents connected to this ingest.")
 	// IngestSamples counts metrics samples received from agents.
 	IngestSamples = counter("herald_ingest_agent_samples_total", "Metrics samples received from agents.")
+	// IngestTelemetryLost counts samples, alerts and log entries that HERALD_TELEMETRY did not
+	// acknowledge (no quorum, no stream, too many in flight): no viewer sees them.
+	IngestTelemetryLost = counter("herald_ingest_telemetry_lost_total", "Samples, alerts and log entries the telemetry stream did not store.")
 	// IngestCommands counts commands and Docker actions routed to agents, by kind
 	// (command, docker) and outcome (ok, failed, offline, timeout, error).
 	IngestCommands = counterVec("herald_ingest_commands_total", "Commands and Docker actions sent to agents, by kind and outcome.", "kind", "outcome")

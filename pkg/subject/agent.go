@@ -1,13 +1,42 @@
 package subject
 
+import "strings"
+
 // Per-server subjects for what agents send and for reaching an agent. The server id is one
 // escaped token, so any id (a UUID, a host name with dots) is safe.
 const (
-	metricsPrefix = "herald.metrics."
-	logsPrefix    = "herald.logs."
-	alertsPrefix  = "herald.alerts."
+	metricsPrefix = "herald." + KindMetrics + "."
+	logsPrefix    = "herald." + KindLogs + "."
+	alertsPrefix  = "herald." + KindAlerts + "."
 	agentPrefix   = "herald.agent."
 )
+
+// TelemetrySubjects are the subjects TelemetryStream stores: every server's samples, alerts
+// and log entries (a server id is one token).
+var TelemetrySubjects = []string{metricsPrefix + "*", alertsPrefix + "*", logsPrefix + "*"}
+
+var telemetryPrefixes = [...]string{metricsPrefix, alertsPrefix, logsPrefix}
+
+// Telemetry kinds, as TelemetryKind names them.
+const (
+	KindMetrics = "metrics"
+	KindAlerts  = "alerts"
+	KindLogs    = "logs"
+)
+
+// TelemetryKind says what a server's telemetry subject carries: KindMetrics, KindAlerts or
+// KindLogs; "" for any other subject.
+func TelemetryKind(subj string) string {
+	if StreamOf(subj) != TelemetryStream {
+		return ""
+	}
+	for _, k := range [...]string{KindMetrics, KindAlerts, KindLogs} {
+		if strings.HasPrefix(subj, "herald."+k+".") {
+			return k
+		}
+	}
+	return ""
+}
 
 // Metrics is where an agent's samples for serverID are published; the payload is the sample's
 // JSON object, exactly what a browser receives as "data".

@@ -9,6 +9,11 @@ package subject
 // reconnecting client can catch up and a new edge can rebuild what it shows.
 const EventStream = "HERALD_EVENTS"
 
+// TelemetryStream is the JetStream stream that keeps the servers' recent samples, alerts and
+// log entries (TelemetrySubjects) for a short while, so a metrics or logs viewer that
+// reconnects can catch up on what it missed.
+const TelemetryStream = "HERALD_TELEMETRY"
+
 // Subjects served by the auth service, each answered once by one replica of AuthQueue.
 const (
 	AuthLogin        = "herald.auth.login"

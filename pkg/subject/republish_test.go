@@ -73,3 +73,42 @@ func FuzzRepublishedRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestTelemetryRepublished checks that a server's samples, alerts and log entries map onto the
+// subjects nats-server's own transform of the telemetry stream's RePublish produces, for ids
+// that need escaping too, and back; and that what the telemetry stream does not store has no
+// republished subject.
+func TestTelemetryRepublished(t *testing.T) {
+	t.Parallel()
+	tr, err := server.NewSubjectTransform(subject.TelemetryRepublishSource, subject.TelemetryRepublishDestination)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"srv-1", "host.example.com", "a b*>", ""} {
+		for _, s := range []string{subject.Metrics(id), subject.Alerts(id), subject.Logs(id)} {
+			if got := subject.StreamOf(s); got != subject.TelemetryStream {
+				t.Fatalf("StreamOf(%q) = %q, want %s", s, got, subject.TelemetryStream)
+			}
+			rp, err := subject.ToRepublished(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want, err := tr.Match(s); err != nil || rp != want {
+				t.Fatalf("ToRepublished(%q) = %q, nats-server republishes on %q (%v)", s, rp, want, err)
+			}
+			if back, err := subject.FromRepublished(rp); err != nil || back != s {
+				t.Fatalf("FromRepublished(%q) = %q, %v; want %q", rp, back, err, s)
+			}
+		}
+	}
+	for _, s := range []string{"herald.metrics", "herald.metrics.", "herald.metrics.a.b", subject.AgentRPC("x"), "herald.auth.login"} {
+		if got, err := subject.ToRepublished(s); err == nil {
+			t.Errorf("ToRepublished(%q) = %q, want an error", s, got)
+		}
+	}
+	for _, s := range []string{"herald.rp.metrics", "herald.rp.metrics.a.b", "herald.rp.auth.login"} {
+		if got, err := subject.FromRepublished(s); err == nil {
+			t.Errorf("FromRepublished(%q) = %q, want an error", s, got)
+		}
+	}
+}

@@ -2,8 +2,10 @@ package wsconn
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // frameGate is the socket as gorilla's reader sees it when reads are event-driven. It parses
@@ -46,6 +48,16 @@ const (
 
 // ctlBufs lends a buffer to a ping's payload while it is read; an idle gate holds none.
 var ctlBufs = sync.Pool{New: func() any { return new([maxControlPayload]byte) }}
+
+// SyscallConn is the socket's own, so the writes that never wait (batchConn) find it through
+// the gate.
+func (g *frameGate) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := g.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("wsconn: the socket has no raw connection")
+	}
+	return sc.SyscallConn()
+}
 
 // headerLen is the length of the frame header that starts with b, as far as b tells: 2 until
 // the second byte has arrived.

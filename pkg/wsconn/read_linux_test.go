@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,6 +109,19 @@ func TestLoopbackConnectionsAreEventDriven(t *testing.T) {
 	s := serve(t, Config{})
 	if s.conn.events == nil {
 		t.Fatal("a plain TCP connection reads on a goroutine")
+	}
+}
+
+// The gate under gorilla still offers the socket's raw connection, which the writes that never
+// wait rely on.
+func TestGateKeepsRawConnForWrites(t *testing.T) {
+	s := serve(t, Config{PingInterval: time.Minute, PongWait: 2 * time.Minute}) // keeps bc.Conn as it is
+	sc, ok := s.conn.bc.Conn.(syscall.Conn)
+	if !ok {
+		t.Fatalf("the connection under gorilla (%T) hides the socket's raw connection", s.conn.bc.Conn)
+	}
+	if _, err := sc.SyscallConn(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -5,9 +5,11 @@
 //
 // The write path is built for fan-out: Send never blocks and does no I/O. The first Send into
 // an empty queue starts a flusher goroutine that writes everything queued, in one write(2) per
-// batch, and exits when the queue is empty. Reads are event-driven on Linux (read.go), so an
-// idle connection costs no goroutine at all, no write buffer and no read buffer beyond
-// gorilla's smallest.
+// batch, and exits when the queue is empty. A producer that feeds many connections (a hub
+// shard) uses SendVia and a Writer instead: it writes every connection of its burst itself,
+// without waiting on any socket. Reads are event-driven on Linux (read.go), so an idle
+// connection costs no goroutine at all, no write buffer and no read buffer beyond gorilla's
+// smallest.
 package wsconn
 
 import (
@@ -92,7 +94,8 @@ func (c Config) withDefaults() Config {
 // closeGrace is how long a closing connection waits for the peer's close frame.
 const closeGrace = time.Second
 
-// writeBufferPool lends gorilla a write buffer only while a message is being framed.
+// writeBufferPool lends gorilla a write buffer only while it frames something (data frames
+// never go through it: batchConn.writeFrames frames them).
 var writeBufferPool = &sync.Pool{}
 
 // Upgrader upgrades HTTP requests into Conns with one set of limits.
@@ -129,6 +132,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	hw.conn.mu.Lock()
+	hw.conn.upgraded = true // gorilla has written its answer: only frames from here on
+	hw.conn.mu.Unlock()
 	c := &Conn{ws: ws, bc: hw.conn, cfg: u.cfg, log: log, done: make(chan struct{})}
 	ws.SetReadLimit(u.cfg.MaxMessageBytes)
 	if g, ok := hw.conn.Conn.(*frameGate); ok {
@@ -170,7 +176,11 @@ type Conn struct {
 // Send queues one text frame. It never blocks and never copies: frame must not change
 // afterwards (the hub hands the same bytes to every subscriber). It returns false when the
 // connection is closed or was just closed as a slow consumer.
-func (c *Conn) Send(frame []byte) bool {
+func (c *Conn) Send(frame []byte) bool { return c.SendVia(frame, nil) }
+
+// SendVia is Send for a producer with a Writer: the frame is written at the producer's next
+// w.Flush rather than by a goroutine of the connection's own. With w nil it is Send.
+func (c *Conn) SendVia(frame []byte, w *Writer) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -189,7 +199,11 @@ func (c *Conn) Send(frame []byte) bool {
 	start := !c.flushing
 	c.flushing = true
 	c.mu.Unlock()
-	if start {
+	switch {
+	case !start:
+	case w != nil:
+		w.dirty = append(w.dirty, c)
+	default:
 		go c.flush()
 	}
 	return true
@@ -204,43 +218,68 @@ const (
 
 // flush writes batches until the queue is empty. Only one flusher runs at a time.
 func (c *Conn) flush() {
+	var done [][]byte
 	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			c.stopFlushing()
-			c.mu.Unlock()
+		batch, ok := c.nextBatch(done)
+		if !ok {
 			return
 		}
-		k, size := 0, 0
-		for k < len(c.queue) && k < maxBatchFrames && (k == 0 || size+len(c.queue[k]) <= maxBatchBytes) {
-			size += len(c.queue[k])
-			k++
-		}
-		// One sample per batch write keeps the histogram off the per-message path.
-		metrics.WSSendQueue.Observe(float64(len(c.queue)))
-		batch := c.queue[:k:k]
-		c.queue = c.queue[k:]
-		c.queuedBytes -= size
-		c.mu.Unlock()
-
 		if err := c.writeBatch(batch); err != nil {
-			c.mu.Lock()
-			c.stopFlushing()
-			backlog, log, closing := len(c.queue)+len(batch), c.log, c.closed
-			c.mu.Unlock()
-			if errors.Is(err, os.ErrDeadlineExceeded) && !closing {
-				// A reader that stopped reading: its TCP window is full, so no close frame can
-				// reach it either. Say so where an operator looks.
-				metrics.WSSlowCloses.Inc()
-				log.Warn("closing stalled client: write timed out", "remote", c.RemoteAddr(), "backlog_messages", backlog, "err", err)
-			} else {
-				log.Debug("websocket write failed", "err", err)
-			}
-			c.Close(disconnectAbnormal)
+			c.writeFailed(err, len(batch))
 			return
 		}
 		clear(batch)
+		done = batch
 	}
+}
+
+// maxKeptQueue is the largest queue array an empty queue keeps for the next frames; a larger one
+// (after a burst) is let go, so an idle connection does not hold it.
+const maxKeptQueue = 64
+
+// nextBatch takes the next batch off the queue, or hands the write side back and reports false
+// when the queue is empty. Done is the batch last written (nil: none), whose array an empty
+// queue takes up again instead of growing a new one.
+func (c *Conn) nextBatch(done [][]byte) ([][]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		c.queue = nil
+		if cap(done) <= maxKeptQueue {
+			c.queue = done[:0]
+		}
+		c.stopFlushing()
+		return nil, false
+	}
+	k, size := 0, 0
+	for k < len(c.queue) && k < maxBatchFrames && (k == 0 || size+len(c.queue[k]) <= maxBatchBytes) {
+		size += len(c.queue[k])
+		k++
+	}
+	// One sample per batch write keeps the histogram off the per-message path.
+	metrics.WSSendQueue.Observe(float64(len(c.queue)))
+	batch := c.queue[:k] // its capacity reaches back over the whole array, for reuse
+	c.queue = c.queue[k:]
+	c.queuedBytes -= size
+	return batch, true
+}
+
+// writeFailed ends a connection whose write failed, unsent frames and all; lost is how many
+// frames were being written.
+func (c *Conn) writeFailed(err error, lost int) {
+	c.mu.Lock()
+	c.stopFlushing()
+	backlog, log, closing := len(c.queue)+lost, c.log, c.closed
+	c.mu.Unlock()
+	if errors.Is(err, os.ErrDeadlineExceeded) && !closing {
+		// A reader that stopped reading: its TCP window is full, so no close frame can
+		// reach it either. Say so where an operator looks.
+		metrics.WSSlowCloses.Inc()
+		log.Warn("closing stalled client: write timed out", "remote", c.RemoteAddr(), "backlog_messages", backlog, "err", err)
+	} else {
+		log.Debug("websocket write failed", "err", err)
+	}
+	c.Close(disconnectAbnormal)
 }
 
 // stopFlushing hands the write side back and wakes a Close waiting for the queue to drain;
@@ -254,15 +293,7 @@ func (c *Conn) stopFlushing() {
 }
 
 func (c *Conn) writeBatch(batch [][]byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-	c.bc.begin()
-	for _, frame := range batch {
-		if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-			_, _ = c.bc.flush()
-			return err
-		}
-	}
-	n, err := c.bc.flush()
+	n, err := c.bc.writeFrames(batch, c.cfg.WriteTimeout)
 	metrics.WSFramesWritten.Add(float64(len(batch)))
 	metrics.WSBytesWritten.Add(float64(n))
 	return err

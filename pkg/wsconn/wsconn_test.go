@@ -77,6 +77,20 @@ func serve(t *testing.T, cfg Config) *served {
 	return s
 }
 
+// serverTCP is the server side's TCP socket, under the read gate where there is one.
+func serverTCP(t *testing.T, s *served) *net.TCPConn {
+	t.Helper()
+	c := s.conn.bc.Conn
+	if g, ok := c.(*frameGate); ok {
+		c = g.Conn
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		t.Fatalf("server connection is %T", c)
+	}
+	return tc
+}
+
 // readAll reads text frames until the connection ends and returns them with the error that
 // ended it.
 func (s *served) readAll(t *testing.T) ([]string, error) {

@@ -1,7 +1,9 @@
 package auth_test
 
 import (
+	"crypto/ed25519"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -186,4 +188,51 @@ func TestVerifierStartedBeforeAuth(t *testing.T) {
 		_, err := edge.Verifier().Verify(t.Context(), sess.Token)
 		return err
 	})
+}
+
+// A configured signing-key file is put in place once: a rotation afterwards survives restarts
+// of auths that still name the same file (compose and Kubernetes mount one), and a new file is
+// put in place the next time an auth starts, the rotated key kept as the previous one.
+func TestSigningKeyFileAppliedOnceThenRotated(t *testing.T) {
+	t.Parallel()
+	js := newJetStream(t)
+	keyFile := func(name string) (string, string) {
+		priv, err := token.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name)
+		if err := token.WritePrivateKeyPEM(path, priv); err != nil {
+			t.Fatal(err)
+		}
+		return path, token.KeyID(priv.Public().(ed25519.PublicKey))
+	}
+	first, firstKID := keyFile("first.pem")
+	cfg := auth.Config{AdminPassword: adminPW, SigningKeyFile: first}
+	a, _ := newService(t, cfg, auth.Deps{JetStream: js})
+	if got := token.KeyID(a.PublicKey()); got != firstKID {
+		t.Fatalf("first start signs with %s, want the file's %s", got, firstKID)
+	}
+	rotated, err := a.RotateSigningKey(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := newService(t, cfg, auth.Deps{JetStream: js})
+	if got := token.KeyID(b.PublicKey()); got != rotated {
+		t.Fatalf("restart with the same file signs with %s, want the rotated %s (the file undid the rotation)", got, rotated)
+	}
+	second, secondKID := keyFile("second.pem")
+	cfg.SigningKeyFile = second
+	c, _ := newService(t, cfg, auth.Deps{JetStream: js})
+	if got := token.KeyID(c.PublicKey()); got != secondKID {
+		t.Fatalf("restart with a new file signs with %s, want the new file's %s", got, secondKID)
+	}
+	// The rotated key is the previous one, so its tokens still verify.
+	old, err := b.Login(t.Context(), "admin", adminPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Verifier().Verify(t.Context(), old.Token); err != nil {
+		t.Fatalf("token of the rotated key refused after the new file: %v", err)
+	}
 }

@@ -23,6 +23,10 @@ import (
 type signingEntry struct {
 	Current  []byte `json:"current"`
 	Previous []byte `json:"previous,omitempty"`
+	// FileKeyID is the kid of the last auth.signing-key-file key put in place. A file key is
+	// applied once, when it is new: a rotation afterwards is not undone by the next restart
+	// of an auth that still has the same file configured.
+	FileKeyID string `json:"file_kid,omitempty"`
 }
 
 const signingKey = "signing"
@@ -48,7 +52,8 @@ func (k *keyring) Issuer() *token.Issuer {
 }
 
 // load reads the stored keys, creating them when none are stored. fromFile, when set, is
-// the configured key: it becomes the current key (the stored one, if different, the previous).
+// the configured key: the first time it is seen it becomes the current key (the stored one,
+// if different, the previous); once applied, rotations replace it as they replace any key.
 func (k *keyring) load(ctx context.Context, fromFile ed25519.PrivateKey) error {
 	if k.signing == nil {
 		cur := fromFile
@@ -75,9 +80,20 @@ func (k *keyring) load(ctx context.Context, fromFile ed25519.PrivateKey) error {
 			rev = e.Revision()
 		}
 		want := stored
-		switch cur, _ := token.ParsePrivateKeyPEM(stored.Current); {
-		case fromFile != nil && (cur == nil || !cur.Equal(fromFile)):
+		fileKID := ""
+		if fromFile != nil {
+			fileKID = token.KeyID(fromFile.Public().(ed25519.PublicKey))
+		}
+		cur, _ := token.ParsePrivateKeyPEM(stored.Current)
+		switch {
+		case fromFile != nil && cur != nil && cur.Equal(fromFile):
+			if stored.FileKeyID == fileKID {
+				return k.use(ctx, stored)
+			}
+			want.FileKeyID = fileKID // in place already, stored before the kid was recorded
+		case fromFile != nil && (cur == nil || stored.FileKeyID != fileKID):
 			want = signingEntryOf(fromFile, cur)
+			want.FileKeyID = fileKID
 		case cur == nil:
 			fresh, err := token.GenerateKey()
 			if err != nil {
@@ -85,6 +101,10 @@ func (k *keyring) load(ctx context.Context, fromFile ed25519.PrivateKey) error {
 			}
 			want = signingEntryOf(fresh, nil)
 		default:
+			if fromFile != nil {
+				k.log.Info("auth.signing-key-file was put in place before and rotated since: signing with the rotated key",
+					"file_kid", fileKID)
+			}
 			return k.use(ctx, stored)
 		}
 		if err := k.store(ctx, want, rev); errors.Is(err, jetstream.ErrKeyExists) {
@@ -122,6 +142,7 @@ func (k *keyring) rotate(ctx context.Context) (string, error) {
 				return "", fmt.Errorf("rotate signing key: %w", err)
 			}
 			want = signingEntryOf(fresh, cur)
+			want.FileKeyID = stored.FileKeyID
 			if err := k.store(ctx, want, e.Revision()); errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			} else if err != nil {

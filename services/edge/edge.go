@@ -22,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/eventpub"
 	"github.com/heraldhq/herald/pkg/registry"
+	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -154,7 +155,7 @@ func New(cfg Config, deps Deps) (*Edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: jetstream: %w", err)
 	}
-	ep := newEpochs(js, log)
+	ep := newEpochs(js, log, subject.EventStream, subject.TelemetryStream)
 	hcfg := cfg.Hub
 	hcfg.Epoch, hcfg.StreamReset = ep.get, ep.reset
 	h := hub.New(deps.NC, hcfg, log)

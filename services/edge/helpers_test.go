@@ -52,9 +52,18 @@ func newRig(t testing.TB, opts ...rigOption) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nc := natstest.Connect(t, ns)
+	natstest.EventStream(t, nc)
+	natstest.TelemetryStream(t, nc)
+	return newRigOn(t, ns, priv, opts...)
+}
+
+// newRigOn is one edge on ns, whose streams the caller created, with tokens signed by priv
+// (edges sharing a key take each other's tokens).
+func newRigOn(t testing.TB, ns *server.Server, priv ed25519.PrivateKey, opts ...rigOption) *rig {
+	t.Helper()
 	issuer := token.NewIssuer(priv, time.Hour)
 	edgeNC := natstest.Connect(t, ns)
-	natstest.EventStream(t, edgeNC)
 	var cfg edge.Config
 	deps := edge.Deps{NC: edgeNC, Verifier: token.NewVerifier(issuer.PublicKey())}
 	for _, o := range opts {

@@ -2,25 +2,18 @@ package herald_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/heraldhq/herald/pkg/drpwatch"
 	"github.com/heraldhq/herald/pkg/eventstream"
@@ -29,6 +22,7 @@ import (
 	"github.com/heraldhq/herald/pkg/testutil"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/testutil/redistest"
+	"github.com/heraldhq/herald/pkg/testutil/resumeclient"
 	"github.com/heraldhq/herald/pkg/token"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/edge"
@@ -162,155 +156,10 @@ func serveIngest(t *testing.T, svc *ingest.Service, name string) string {
 	return lis.Addr().String()
 }
 
-// resumer is a client that does what the README tells Herald's users to do: keep the position
-// of the last event, and on any loss of its socket reconnect with jittered backoff to one of
-// the edges, resuming from it. got is the key of every event received, in order.
-type resumer struct {
-	dialect string // drp, rancher or salt
-	edges   []*fleetEdge
-	home    int // the edge it starts on
-	tok     string
-
-	mu        sync.Mutex
-	got       []int
-	pos       string
-	reconnect int
-	last      int // the edge of the latest session
-	tooOld    bool
-}
-
-func (c *resumer) keys() []int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]int(nil), c.got...)
-}
-
-func (c *resumer) url(e *fleetEdge) string {
-	c.mu.Lock()
-	since := url.QueryEscape(c.pos)
-	c.mu.Unlock()
-	switch c.dialect {
-	case "drp":
-		return e.url + "/api/v3/ws?token=" + url.QueryEscape(c.tok) + "&since=" + since
-	case "rancher":
-		return e.url + "/v3/subscribe?resourceTypes=fleet&since=" + since
-	default:
-		return e.url + "/all_events/" + c.tok + "?since=" + since
-	}
-}
-
-// run keeps the client connected until ctx ends, trying its home edge first and the others
-// after a failure, in turn.
-func (c *resumer) run(ctx context.Context) {
-	next := c.home
-	for attempt := 0; ctx.Err() == nil && attempt < 1000; attempt++ {
-		c.session(ctx, next%len(c.edges))
-		next++
-		c.mu.Lock()
-		c.reconnect++
-		c.mu.Unlock()
-		backoff := time.Duration(20+rand.IntN(80)) * time.Millisecond // full jitter, bounded
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-	}
-}
-
-func (c *resumer) session(ctx context.Context, i int) {
-	e := c.edges[i]
-	c.mu.Lock()
-	c.last = i
-	c.mu.Unlock()
-	hdr := http.Header{}
-	if c.dialect == "rancher" {
-		hdr.Set("Authorization", "Bearer "+c.tok)
-	}
-	d := websocket.Dialer{HandshakeTimeout: 2 * time.Second}
-	ws, _, err := d.DialContext(ctx, c.url(e), hdr)
-	if err != nil {
-		return
-	}
-	defer ws.Close()
-	stop := context.AfterFunc(ctx, func() { ws.Close() })
-	defer stop()
-	switch c.dialect {
-	case "drp":
-		err = ws.WriteMessage(websocket.TextMessage, []byte("register fleet.*.*"))
-	case "salt":
-		err = ws.WriteMessage(websocket.TextMessage, []byte("websocket client ready"))
-	}
-	if err != nil {
-		return
-	}
-	for {
-		_, msg, err := ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		key, pos, tooOld := parseFleetFrame(c.dialect, msg)
-		c.mu.Lock()
-		c.tooOld = c.tooOld || tooOld
-		if pos != "" {
-			c.got = append(c.got, key)
-			c.pos = pos
-		}
-		c.mu.Unlock()
-	}
-}
-
-// parseFleetFrame reads a fleet event's key and position from a frame of dialect; pos is ""
-// for frames that are not fleet events (acks, pings, resume signals).
-func parseFleetFrame(dialect string, msg []byte) (key int, pos string, tooOld bool) {
-	var err error
-	switch dialect {
-	case "drp":
-		var f struct{ Type, Action, Key, Position string }
-		_ = json.Unmarshal(msg, &f)
-		if f.Type == "websocket" {
-			return 0, "", f.Action == "error" && strings.Contains(string(msg), `"Code":410`)
-		}
-		if f.Type == "fleet" {
-			key, err = strconv.Atoi(f.Key)
-			pos = f.Position
-		}
-	case "rancher":
-		var f struct {
-			Name     string
-			Data     struct{ ID string }
-			Position string
-		}
-		_ = json.Unmarshal(msg, &f)
-		if f.Name == "resource.error" {
-			return 0, "", strings.Contains(string(msg), "too old")
-		}
-		if f.Name == "resource.change" {
-			key, err = strconv.Atoi(f.Data.ID)
-			pos = f.Position
-		}
-	default:
-		var f struct {
-			Tag  string
-			Data map[string]any
-		}
-		_ = json.Unmarshal(msg, &f)
-		if f.Tag == "herald/resume/error" {
-			return 0, "", true
-		}
-		if k, ok := strings.CutPrefix(f.Tag, "herald/fleet/tick/"); ok {
-			key, err = strconv.Atoi(k)
-			pos, _ = f.Data["_position"].(string)
-		}
-	}
-	if err != nil {
-		return 0, "", false
-	}
-	return key, pos, false
-}
-
 // TestResumeAcrossEdgeCrash: three NATS nodes, two ingests, three edges, real Redis; 300
-// clients across the edges in the three dialects that resume (DRP, Rancher, Salt all_events)
-// while events are published at a steady rate through both ingests. One edge is killed: its
+// clients across the edges in the four dialects that resume (DRP, Rancher, Salt all_events,
+// and a quarter of them metrics viewers) while events are published at a steady rate through
+// both ingests and samples of three servers stored in the telemetry stream. One edge is killed: its
 // clients reconnect to the others with their last position, and every client ends with exactly
 // the events published, in order, none twice.
 func TestResumeAcrossEdgeCrash(t *testing.T) {
@@ -353,6 +202,10 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	if err != nil {
 		t.Fatal(err)
 	}
+	viewTok, _, err := f.issuer.Issue("viewer", []string{"metrics.read.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	pubTok, _, err := f.issuer.Issue("publisher", []string{"*.*.*"})
 	if err != nil {
 		t.Fatal(err)
@@ -372,34 +225,52 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		t.Fatal(err)
 	}
 	start := eventstream.FormatPosition(eventstream.EpochOf(info), info.State.LastSeq)
+	// Samples go in through a node that stays up, as an agent's ingest would publish them.
+	tele, err := resumeclient.NewTelemetry(t.Context(), f.connect(2, "telemetry"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var clients []*resumer
-	var wg sync.WaitGroup
-	for i := range len(edges) * resumePerEdge {
-		c := &resumer{dialect: []string{"drp", "rancher", "salt"}[i%3], edges: edges, home: i / resumePerEdge, tok: tok, pos: start}
-		clients = append(clients, c)
-		wg.Add(1)
-		go func() { defer wg.Done(); c.run(ctx) }()
-	}
-	// And the watcher Herald ships (`herald watch`), given every edge, edge-1 first.
 	var urls []string
 	for _, e := range edges {
-		urls = append(urls, e.url+"/api/v3/ws")
+		urls = append(urls, e.url)
 	}
+	// Every fourth client is a metrics viewer, of each server in turn; they start from the
+	// telemetry stream's present position.
+	var kinds []resumeclient.Kind
+	for _, srv := range fleetServers {
+		kinds = append(append(kinds, resumeclient.Kinds("fleet")...), resumeclient.Viewer{Server: srv})
+	}
+	clients := resumeclient.Spread(kinds, urls, resumePerEdge, tok, start)
+	var evClients, viewers []*resumeclient.Client
+	for _, c := range clients {
+		if _, ok := c.Kind.(resumeclient.Viewer); ok {
+			c.Token, c.Since = viewTok, tele.Start()
+			viewers = append(viewers, c)
+		} else {
+			evClients = append(evClients, c)
+		}
+	}
+	waitClients := resumeclient.RunAll(ctx, clients)
+	// And the watcher Herald ships (`herald watch`), given every edge, edge-1 first.
 	var watched struct {
 		sync.Mutex
-		keys    []int
+		keys    []string
 		signals []string
 	}
+	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = drpwatch.Watch(ctx, drpwatch.Options{URLs: urls, Token: tok, Patterns: []string{"fleet.*.*"}, Since: start},
+		var wsURLs []string
+		for _, u := range urls {
+			wsURLs = append(wsURLs, u+"/api/v3/ws")
+		}
+		_ = drpwatch.Watch(ctx, drpwatch.Options{URLs: wsURLs, Token: tok, Patterns: []string{"fleet.*.*"}, Since: start},
 			func(ev drpwatch.Event) {
-				k, _ := strconv.Atoi(ev.Key)
 				watched.Lock()
-				watched.keys = append(watched.keys, k)
+				watched.keys = append(watched.keys, ev.Key)
 				watched.Unlock()
 			}, func(sig drpwatch.Signal) {
 				watched.Lock()
@@ -407,22 +278,19 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 				watched.Unlock()
 			})
 	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	t.Cleanup(func() { cancel(); waitClients(); wg.Wait() })
 
-	var pubs []heraldv1.EventServiceClient
+	pub := &resumeclient.Publisher{Token: pubTok, Type: "fleet"}
 	for _, addr := range ingests {
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cc.Close() })
-		pubs = append(pubs, heraldv1.NewEventServiceClient(cc))
+		pub.Ingests = append(pub.Ingests, heraldv1.NewEventServiceClient(cc))
 	}
-	var res resumeResult
-	pctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+pubTok)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.Now().Add(90 * time.Second)
 	for i := range resumeEvents {
 		<-tick.C
 		switch {
@@ -431,23 +299,21 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		case i == 2*resumeEvents/3 && restore != nil:
 			restore(f, edges)
 		}
-		// An error is never a success: the event is published again, through the other
-		// ingest, until one acknowledges it. (A failed call that stored the event anyway would
-		// show up as a doubled key: the test would catch it.)
-		for try := 0; ; try++ {
-			cctx, ccancel := context.WithTimeout(pctx, 3*time.Second)
-			_, err := pubs[(i+try)%2].Publish(cctx, &heraldv1.PublishRequest{Event: &heraldv1.Event{
-				Type: "fleet", Action: "tick", Key: strconv.Itoa(i)}})
-			ccancel()
-			if err == nil {
-				break
-			}
-			res.publishErrors++
-			if time.Now().After(deadline) {
-				t.Fatalf("publish %d: still failing after %d tries: %v", i, try+1, err)
-			}
+		if err := pub.Publish(t.Context(), i); err != nil {
+			t.Fatal(err)
 		}
+		tele.Sample(i, fleetServers)
 	}
+	acked := pub.Acked()
+	sctx, scancel := context.WithTimeout(t.Context(), 30*time.Second)
+	stored, err := tele.Stored(sctx)
+	scancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := resumeclient.Expected{Events: acked, Samples: stored}
+	var res resumeResult
+	res.publishErrors = len(pub.Errors())
 
 	testutil.Eventually(t, 60*time.Second, func() error {
 		watched.Lock()
@@ -456,45 +322,34 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 		if n < resumeEvents {
 			return fmt.Errorf("drpwatch has %d of %d events", n, resumeEvents)
 		}
-		for _, c := range clients {
-			if n := len(c.keys()); n < resumeEvents {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				return fmt.Errorf("a %s client of edge-%d has %d of %d events (position %s, %d reconnects, last on edge-%d)",
-					c.dialect, c.home+1, n, resumeEvents, c.pos, c.reconnect, c.last+1)
-			}
-		}
-		return nil
+		return want.Complete(clients)
 	})
 	watched.Lock()
 	for j, k := range watched.keys {
-		if k != j || len(watched.keys) != resumeEvents {
-			t.Fatalf("drpwatch: event %d is %d of %d (%v): lost, doubled or out of order", j, k, len(watched.keys), watched.keys)
+		if len(watched.keys) != len(acked) || k != acked[j].Key {
+			t.Fatalf("drpwatch: event %d is %s of %d (%v): lost, doubled or out of order", j, k, len(watched.keys), watched.keys)
 		}
 	}
 	t.Logf("drpwatch signals: %v", watched.signals)
 	watched.Unlock()
-	for i, c := range clients {
-		got := c.keys()
-		for j, k := range got {
-			if k != j {
-				t.Fatalf("client %d (%s, edge-%d): event %d is %d, want %d: lost, doubled or out of order (%v)",
-					i, c.dialect, c.home+1, j, k, j, got)
-			}
-		}
-		if len(got) != resumeEvents {
-			t.Fatalf("client %d (%s): %d events, want exactly %d", i, c.dialect, len(got), resumeEvents)
-		}
-		c.mu.Lock()
-		if c.tooOld {
-			t.Errorf("client %d (%s) was told its position is too old", i, c.dialect)
-		}
-		if c.home == 0 && c.reconnect > 0 {
+	// An event client gets exactly the acknowledged events, a viewer exactly the samples the
+	// stream stored for its server, in order.
+	if err := want.Check(clients); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		if c.Home == 0 && len(c.Sessions()) > 1 {
 			res.moved++
 		}
-		c.mu.Unlock()
 	}
-	t.Logf("%d clients x %d events: 0 lost, 0 doubled, in order; %d of edge-1's clients reconnected; %d publish errors retried",
-		len(clients), resumeEvents, res.moved, res.publishErrors)
+	replayed := 0
+	for _, v := range viewers {
+		replayed += v.Replayed()
+	}
+	t.Logf("%d clients x %d events and %d viewers x %d samples (%d replayed to viewers that resumed): 0 lost, 0 doubled, in order; %d of edge-1's clients reconnected; %d publish errors retried; %d samples not stored",
+		len(evClients), resumeEvents, len(viewers), len(stored[fleetServers[0]]), replayed, res.moved, res.publishErrors, tele.Lost())
 	return res
 }
+
+// fleetServers are the servers whose samples the fleet's viewers watch.
+var fleetServers = []string{"srv-1", "srv-2", "srv-3"}

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +28,7 @@ import (
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/authwire"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
@@ -193,12 +195,18 @@ func (env *agentEnv) waitEvent(typ, action, key string) event.Event {
 	}
 }
 
-// natsSub collects what a core subscriber sees on subj.
+// natsSub collects what an edge sees of a server's telemetry on subj: the telemetry stream's
+// republished copy, so only what ingest stored there (and every message with its sequence in
+// that stream; receive checks it) arrives.
 func (env *agentEnv) natsSub(subj string) chan *nats.Msg {
 	env.t.Helper()
 	nc := natstest.Connect(env.t, env.ns)
 	ch := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe(subj, ch)
+	rp, err := subject.ToRepublished(subj)
+	if err != nil || subject.StreamOf(subj) != subject.TelemetryStream {
+		env.t.Fatalf("%s is not a telemetry subject: %v", subj, err)
+	}
+	sub, err := nc.ChanSubscribe(rp, ch)
 	if err != nil {
 		env.t.Fatal(err)
 	}
@@ -325,9 +333,15 @@ func decodeMsg(t *testing.T, m *nats.Msg) map[string]any {
 	return v
 }
 
+// receiveWithin is the next telemetry message from a natsSub, which must come with its
+// sequence in the telemetry stream.
 func receiveWithin(t *testing.T, ch chan *nats.Msg) map[string]any {
 	t.Helper()
-	return decodeMsg(t, receive(t, ch))
+	m := receive(t, ch)
+	if _, err := eventstream.SequenceIn(m.Header, subject.TelemetryStream); err != nil {
+		t.Fatalf("%s: %v", m.Subject, err)
+	}
+	return decodeMsg(t, m)
 }
 
 func TestDocAgent(t *testing.T) {
@@ -911,4 +925,36 @@ func TestRevokedKeyClosesItsAgent(t *testing.T) {
 	a.expectClose(websocket.ClosePolicyViolation, "Invalid or inactive API key")
 	env.waitEvent("agents", "offline", "web-1")
 	other.alive()
+}
+
+// TestTelemetryNotStoredIsCounted: with the telemetry stream gone, a sample is acknowledged to
+// the agent (the store has it) but cannot be stored in the stream: it is counted as lost, and
+// nothing reaches the edges' subjects.
+func TestTelemetryNotStoredIsCounted(t *testing.T) {
+	env := newAgentEnv(t)
+	n := env.startIngest(ingest.Config{})
+	metrics := env.natsSub(subject.Metrics("web-1"))
+	js, err := jetstream.New(natstest.Connect(t, env.ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), subject.TelemetryStream); err != nil {
+		t.Fatal(err)
+	}
+	a := connect(t, n, "hk_web1")
+	a.send(docMetrics(12.5, time.Now(), 1))
+	if m := a.read(); m["type"] != "metrics_received" {
+		t.Fatalf("ack = %v", m)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if got := n.svc.TelemetryLost(); got != 1 {
+			return fmt.Errorf("%d samples counted as not stored, want 1", got)
+		}
+		return nil
+	})
+	select {
+	case m := <-metrics:
+		t.Fatalf("a sample the stream did not store reached the edges' subject: %s", m.Data)
+	default:
+	}
 }

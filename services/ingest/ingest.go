@@ -74,6 +74,7 @@ import (
 	"github.com/heraldhq/herald/pkg/agentrpc"
 	"github.com/heraldhq/herald/pkg/agentstate"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/registry"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/token"
@@ -116,6 +117,12 @@ type Config struct {
 	// node (the all-in-one), 3 on a three-node cluster, so the stream keeps its events and
 	// takes writes with one node lost. Default 1.
 	StreamReplicas int
+	// TelemetryMaxAge is how long HERALD_TELEMETRY keeps a sample, alert or log entry, so a
+	// viewer that reconnects can catch up. Default eventstream.DefaultTelemetryMaxAge.
+	TelemetryMaxAge time.Duration
+	// TelemetryMaxBytes bounds HERALD_TELEMETRY on disk; the oldest go first. Default
+	// eventstream.DefaultTelemetryMaxBytes. Its replicas are StreamReplicas.
+	TelemetryMaxBytes int64
 	// PublishTimeout bounds how long one Publish waits for NATS's acknowledgement, on
 	// top of any deadline of the caller. Default 5s.
 	PublishTimeout time.Duration
@@ -162,6 +169,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"size bound of the "+StreamName+" stream in bytes; the oldest events are dropped first")
 	fs.IntVar(&c.StreamReplicas, "ingest.stream-replicas", 1,
 		"copies of the "+StreamName+" stream in a NATS cluster (3 on a three-node cluster; at most the number of nodes)")
+	fs.DurationVar(&c.TelemetryMaxAge, "ingest.telemetry-max-age", eventstream.DefaultTelemetryMaxAge,
+		"how long the "+subject.TelemetryStream+" stream keeps samples, alerts and log entries for viewers that resume")
+	fs.Int64Var(&c.TelemetryMaxBytes, "ingest.telemetry-max-bytes", eventstream.DefaultTelemetryMaxBytes,
+		"size bound of the "+subject.TelemetryStream+" stream in bytes; the oldest are dropped first")
 	fs.DurationVar(&c.PublishTimeout, "ingest.publish-timeout", DefaultPublishTimeout,
 		"how long a publish waits for NATS to acknowledge an event")
 	fs.DurationVar(&c.AgentAuthTimeout, "ingest.agent-auth-timeout", DefaultAgentAuthTimeout,
@@ -201,6 +212,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ingest.stream-max-bytes: must not be negative, got %d", c.StreamMaxBytes)
 	case c.StreamReplicas < 0 || c.StreamReplicas > 5:
 		return fmt.Errorf("ingest.stream-replicas: must be between 1 and 5, got %d", c.StreamReplicas)
+	case c.TelemetryMaxAge < 0 || c.TelemetryMaxBytes < 0:
+		return errors.New("ingest.telemetry-max-age, ingest.telemetry-max-bytes: must not be negative")
 	case c.PublishTimeout < 0:
 		return fmt.Errorf("ingest.publish-timeout: must not be negative, got %s", c.PublishTimeout)
 	case c.AgentAuthTimeout < 0:
@@ -238,6 +251,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StreamMaxBytes == 0 {
 		c.StreamMaxBytes = DefaultStreamMaxBytes
+	}
+	if c.TelemetryMaxAge == 0 {
+		c.TelemetryMaxAge = eventstream.DefaultTelemetryMaxAge
+	}
+	if c.TelemetryMaxBytes == 0 {
+		c.TelemetryMaxBytes = eventstream.DefaultTelemetryMaxBytes
 	}
 	if c.StreamReplicas == 0 {
 		c.StreamReplicas = 1
@@ -303,6 +322,7 @@ type Service struct {
 	cfg      Config
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	tele     jetstream.JetStream // publishes telemetry asynchronously; see publishTelemetry
 	log      *slog.Logger
 	ready    chan struct{} // closed by Run once the stream exists
 	verifier token.Verifier
@@ -317,6 +337,8 @@ type Service struct {
 	tracker    *registry.Tracker
 	// telemetryDropped counts agent frames dropped by full telemetry workers.
 	telemetryDropped atomic.Uint64
+	// telemetryLost counts samples, alerts and log entries the telemetry stream did not store.
+	telemetryLost atomic.Uint64
 }
 
 // New validates cfg and wires the service. It starts nothing and does no I/O.
@@ -354,6 +376,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			PingInterval:    cfg.AgentPingInterval,
 			PongWait:        cfg.AgentPongWait,
 		}, nil), // agents are not browsers: the key comes in a message, no cookie to protect
+	}
+	if s.tele, err = s.telemetryPublisher(); err != nil {
+		return nil, err
 	}
 	s.events = workqueue.New("agent event", eventQueue, s.log, s.publishEvent)
 	if s.state == nil {

@@ -119,11 +119,17 @@ func clusterNotReady(err *jetstream.APIError) bool {
 	return err.Code == 503 || err.ErrorCode == errCodeClusterNoPeers || err.ErrorCode == errCodeClusterNotLeader
 }
 
+// tryEnsureStream creates or updates both of ingest's streams: HERALD_EVENTS, and
+// HERALD_TELEMETRY, where the agents' samples, alerts and log entries go.
 func (s *Service) tryEnsureStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	_, err := s.js.CreateOrUpdateStream(ctx, s.streamConfig())
-	return err
+	for _, cfg := range []jetstream.StreamConfig{s.streamConfig(), s.telemetryConfig()} {
+		if _, err := s.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
 }
 
 // CheckStream is ingest's readiness check that HERALD_EVENTS accepts writes: it publishes to

@@ -85,9 +85,7 @@ func (t *telemetry) metrics(ctx context.Context, f telemetryFrame) {
 		fresh = true
 	}
 	if fresh {
-		if err := s.nc.Publish(subject.Metrics(sid), sample.JSON); err != nil {
-			c.log.Warn("sample not published", "err", err)
-		}
+		s.publishTelemetry(subject.Metrics(sid), sample.JSON)
 		t.checkAlerts(ctx, sample.Usage, f.at)
 	}
 	if sample.Nested || sample.Seq > 0 || agentwire.Shape(c.shape.Load()) == agentwire.ShapeChatops {
@@ -142,9 +140,7 @@ func (s *Service) publishAlert(a Alert) {
 		s.log.Error("alert not encodable", "err", err)
 		return
 	}
-	if err := s.nc.Publish(subject.Alerts(a.ServerID), b); err != nil {
-		s.log.Warn("alert not published", "err", err)
-	}
+	s.publishTelemetry(subject.Alerts(a.ServerID), b)
 	action := "raise"
 	if a.Resolved {
 		action = "resolve"
@@ -160,9 +156,7 @@ func (t *telemetry) log(f telemetryFrame) {
 		c.invalid(err)
 		return
 	}
-	if err := c.svc.nc.Publish(subject.Logs(c.info.ServerID), entry.JSON); err != nil {
-		c.log.Warn("log entry not published", "err", err)
-	}
+	c.svc.publishTelemetry(subject.Logs(c.info.ServerID), entry.JSON)
 }
 
 func (t *telemetry) facts(ctx context.Context, f telemetryFrame) {

@@ -273,15 +273,29 @@ func Connect(tb testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 // stream's epoch, for a hub's positions.
 func EventStream(tb testing.TB, nc *nats.Conn) (epoch string) {
 	tb.Helper()
+	return createStream(tb, nc, eventstream.StreamConfig(time.Hour, 0, 1))
+}
+
+// TelemetryStream creates Herald's telemetry stream (eventstream.TelemetryConfig, one
+// replica, kept an hour) through nc, as ingest does at start: samples, alerts and log entries
+// published on their subjects are then stored and republished with their sequence, which is
+// where edges read them. It returns the stream's epoch.
+func TelemetryStream(tb testing.TB, nc *nats.Conn) (epoch string) {
+	tb.Helper()
+	return createStream(tb, nc, eventstream.TelemetryConfig(time.Hour, 0, 1))
+}
+
+func createStream(tb testing.TB, nc *nats.Conn, cfg jetstream.StreamConfig) string {
+	tb.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		tb.Fatalf("natstest: jetstream: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
-	st, err := js.CreateOrUpdateStream(ctx, eventstream.StreamConfig(time.Hour, 0, 1))
+	st, err := js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
-		tb.Fatalf("natstest: create the event stream: %v", err)
+		tb.Fatalf("natstest: create the stream %s: %v", cfg.Name, err)
 	}
 	return eventstream.EpochOf(st.CachedInfo())
 }

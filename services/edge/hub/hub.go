@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,14 +45,24 @@ type Sink interface {
 	Close(d wsconn.Disconnect)
 }
 
+// WriterSink is a Sink whose frames can wait for the end of the shard's burst and leave with
+// the shard's writer: one pass over the burst's connections instead of a goroutine for each.
+type WriterSink interface {
+	Sink
+	// DeliverVia is Deliver with the frame written at w's next Flush.
+	DeliverVia(frame []byte, seq uint64, w *wsconn.Writer) bool
+}
+
 // Message is one NATS message as an Encoder sees it.
 type Message struct {
-	// Subject is the event's subject (subject.ForEvent) for events, whether they came live
-	// through the stream's republished copy or from a replay; else the NATS subject.
+	// Subject is the stored subject (subject.ForEvent for events, subject.Metrics and the
+	// like for telemetry), whether it came live through the stream's republished copy or
+	// from a replay; else the NATS subject.
 	Subject string
 	Data    []byte
-	// Seq is the event's sequence in the event stream; 0 for messages that are not stored
-	// events (metrics, logs).
+	// Seq is the message's sequence in the stream that stored it (events in the event
+	// stream, samples, alerts and log entries in the telemetry stream); 0 for what no stream
+	// stored.
 	Seq uint64
 	// Position is "<epoch>:<seq>" (eventstream.FormatPosition), what a client sends back to
 	// resume; "" when Seq is 0 or the stream's epoch is not known yet.
@@ -75,13 +86,20 @@ type Config struct {
 	Inbound int
 	// SubscribeTimeout bounds the wait for NATS to confirm a new subscription (default 5s).
 	SubscribeTimeout time.Duration
-	// Epoch returns the event stream's epoch for positions ("" while unknown: frames then
-	// carry no position). Nil: no positions.
-	Epoch func() string
+	// Epoch returns the epoch of stream (subject.EventStream, subject.TelemetryStream) for
+	// positions ("" while unknown: frames then carry no position). Nil: no positions.
+	Epoch func(stream string) string
 	// StreamReset is called (on the dispatcher goroutine; it must not block) when a sequence
-	// lower than one already seen arrives: the stream was created anew and the epoch must be
-	// looked up again. Nil: nothing is called.
-	StreamReset func()
+	// lower than one already seen from stream arrives: the stream was created anew and its
+	// epoch must be looked up again. Nil: nothing is called.
+	StreamReset func(stream string)
+	// Shards is how many goroutines hand messages to clients, each to a fixed share of them
+	// (default GOMAXPROCS).
+	Shards int
+	// ShardQueue bounds the messages waiting for one shard (default 1024). A full shard holds
+	// the dispatcher back, so the backlog then gathers in Inbound, where NATS drops and the
+	// clients who missed events are closed: the edge's memory stays bounded under overload.
+	ShardQueue int
 }
 
 // Hub routes events from NATS to clients.
@@ -104,22 +122,39 @@ type Hub struct {
 	// known, else one.
 	lost atomic.Uint64
 
-	lastSeq uint64 // the highest stream sequence dispatched; dispatcher only
+	lastSeq map[string]uint64 // the highest sequence dispatched, per stream; dispatcher only
+
+	shards    []*shard
+	nextShard atomic.Uint32 // spreads new clients over the shards in turn
 }
 
 // topic is one NATS subscription and the clients behind it.
 type topic struct {
-	subject string // the clients' filter: an event subject filter, or a core subject
-	stream  bool   // subscribed to the stream's republished copy of subject (events)
+	subject string // the clients' filter: an event subject filter, a server's telemetry, or a core subject
+	stream  bool   // subscribed to the stream's republished copy of subject (events, telemetry)
 	sub     *nats.Subscription
 	ready   chan struct{} // closed once NATS has confirmed the interest
 	err     error         // set before ready closes
 
 	seenDropped int // NATS drops already acted on; dispatcher only
 
+	n int // members over all parts; guarded by Hub.mu
+	// parts holds the members, one part per shard, made when the shard's first client joins
+	// (under Hub.mu): a topic costs a pointer per shard, not a part, however many cores.
+	parts []atomic.Pointer[part]
+}
+
+// part is the members of a topic that one shard serves.
+type part struct {
+	live atomic.Int32 // len(members), so the dispatcher skips a shard with none without locking
+
 	mu      sync.RWMutex
 	members []member        // guarded by mu; order is irrelevant
 	index   map[*Client]int // position in members; guarded by mu
+
+	// Each shard's RLock writes to its own part: padded, two parts never share a cache line
+	// and two shards do not fight over one.
+	_ [64]byte
 }
 
 // member is one client of a topic and the encoder its frames take there.
@@ -130,8 +165,10 @@ type member struct {
 
 // Client is one connection's registrations.
 type Client struct {
-	sink Sink
-	enc  Encoder
+	sink  Sink
+	enc   Encoder
+	shard int        // the shard that delivers to this client, for its whole life: one order
+	via   WriterSink // sink, when it takes the shard's writer; else nil
 
 	// subs is the client's filters in registration order, replaced whole on change so the
 	// dispatcher reads it without a lock.
@@ -149,18 +186,35 @@ func New(nc *nats.Conn, cfg Config, log *slog.Logger) *Hub {
 	if cfg.SubscribeTimeout <= 0 {
 		cfg.SubscribeTimeout = 5 * time.Second
 	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = runtime.GOMAXPROCS(0)
+	}
+	if cfg.ShardQueue <= 0 {
+		cfg.ShardQueue = 1024
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{nc: nc, cfg: cfg, log: log, in: make(chan *nats.Msg, cfg.Inbound),
-		topics: map[string]*topic{}, bySub: map[*nats.Subscription]*topic{}, conns: map[*Client]struct{}{}}
+	h := &Hub{nc: nc, cfg: cfg, log: log, in: make(chan *nats.Msg, cfg.Inbound),
+		topics: map[string]*topic{}, bySub: map[*nats.Subscription]*topic{}, conns: map[*Client]struct{}{},
+		lastSeq: map[string]uint64{}}
+	for i := range cfg.Shards {
+		h.shards = append(h.shards, &shard{i: i, jobs: make(chan *job, cfg.ShardQueue)})
+	}
+	return h
 }
 
 // Run dispatches events until ctx ends, then drops every NATS subscription. All subscriptions
-// share one channel, read by this one goroutine, so a client sees events in the order NATS
-// delivered them to the edge, whichever of its filters they came through.
+// share one channel, read by this one goroutine, which hands each message in turn to the
+// shards whose clients want it; a client belongs to one shard, so it sees events in the order
+// NATS delivered them to the edge, whichever of its filters they came through.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.stop()
+	var shards sync.WaitGroup
+	defer shards.Wait()
+	for _, s := range h.shards {
+		shards.Go(func() { h.runShard(ctx, s) })
+	}
 	tick := time.NewTicker(dropCheckInterval)
 	defer tick.Stop()
 	for {
@@ -168,7 +222,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case m := <-h.in:
-			h.dispatch(m)
+			h.dispatch(ctx, m)
 		case <-tick.C:
 			h.checkDrops()
 		}
@@ -189,9 +243,7 @@ func (h *Hub) checkDrops() {
 	}
 	h.mu.RUnlock()
 	for _, t := range topics {
-		t.mu.RLock()
-		h.dropped(t)
-		t.mu.RUnlock()
+		h.dropped(t, 0)
 	}
 }
 
@@ -213,7 +265,9 @@ func (h *Hub) stop() {
 // enc is the encoder Subscribe uses; it may be nil for clients that only use SubscribeWith.
 // Every client must be given back with Remove when its connection ends.
 func (h *Hub) NewClient(sink Sink, enc Encoder) (*Client, error) {
-	c := &Client{sink: sink, enc: enc, refs: map[string]int{}}
+	shard := int(h.nextShard.Add(1) % uint32(len(h.shards)))
+	c := &Client{sink: sink, enc: enc, shard: shard, refs: map[string]int{}}
+	c.via, _ = sink.(WriterSink)
 	c.subs.Store(newSubList(nil))
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -420,9 +474,9 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 	}
 	t := h.topics[s]
 	if t == nil {
-		t = &topic{subject: s, ready: make(chan struct{}), index: map[*Client]int{}}
-		// Events come from the stream's republished copy, which carries each one's sequence
-		// and arrives in the stream's order; anything else (metrics, logs) as published.
+		t = &topic{subject: s, ready: make(chan struct{}), parts: make([]atomic.Pointer[part], len(h.shards))}
+		// Events and telemetry come from their stream's republished copy, which carries each
+		// one's sequence and arrives in the stream's order; anything else as published.
 		natsSubj := s
 		if rp, err := subject.ToRepublished(s); err == nil {
 			natsSubj, t.stream = rp, true
@@ -440,10 +494,17 @@ func (h *Hub) join(c *Client, enc Encoder, s string) (*topic, error) {
 		metrics.EdgeSubscriptions.Inc()
 		go h.confirm(t)
 	}
-	t.mu.Lock()
-	t.index[c] = len(t.members)
-	t.members = append(t.members, member{c, enc})
-	t.mu.Unlock()
+	p := t.parts[c.shard].Load()
+	if p == nil {
+		p = &part{index: map[*Client]int{}}
+		t.parts[c.shard].Store(p)
+	}
+	p.mu.Lock()
+	p.index[c] = len(p.members)
+	p.members = append(p.members, member{c, enc})
+	p.live.Store(int32(len(p.members)))
+	p.mu.Unlock()
+	t.n++
 	return t, nil
 }
 
@@ -463,18 +524,23 @@ func (h *Hub) leave(c *Client, s string) {
 	if t == nil {
 		return
 	}
-	t.mu.Lock()
-	if i, ok := t.index[c]; ok {
-		last := len(t.members) - 1
-		t.members[i] = t.members[last]
-		t.index[t.members[i].c] = i
-		t.members[last] = member{}
-		t.members = t.members[:last]
-		delete(t.index, c)
+	p := t.parts[c.shard].Load()
+	if p == nil {
+		return // c never joined through its shard
 	}
-	empty := len(t.members) == 0
-	t.mu.Unlock()
-	if empty {
+	p.mu.Lock()
+	if i, ok := p.index[c]; ok {
+		last := len(p.members) - 1
+		p.members[i] = p.members[last]
+		p.index[p.members[i].c] = i
+		p.members[last] = member{}
+		p.members = p.members[:last]
+		p.live.Store(int32(len(p.members)))
+		delete(p.index, c)
+		t.n--
+	}
+	p.mu.Unlock()
+	if t.n == 0 {
 		_ = t.sub.Unsubscribe()
 		delete(h.topics, s)
 		delete(h.bySub, t.sub)
@@ -510,6 +576,15 @@ type frameCache struct {
 	failed []error
 }
 
+// reset empties the cache for the next message, keeping its room.
+func (fc *frameCache) reset() {
+	clear(fc.encs)
+	clear(fc.frames)
+	clear(fc.errs)
+	clear(fc.failed)
+	fc.encs, fc.frames, fc.errs, fc.failed = fc.encs[:0], fc.frames[:0], fc.errs[:0], fc.failed[:0]
+}
+
 func (fc *frameCache) frame(enc Encoder, m *Message) ([]byte, error) {
 	if i := slices.Index(fc.encs, enc); i >= 0 {
 		return fc.frames[i], fc.errs[i]
@@ -525,7 +600,9 @@ func (fc *frameCache) frame(enc Encoder, m *Message) ([]byte, error) {
 	return b, nil
 }
 
-func (h *Hub) dispatch(nm *nats.Msg) {
+// dispatch hands one NATS message to every shard that serves a client of its topic, in the
+// order the messages came. It blocks while a shard's queue is full (see Config.ShardQueue).
+func (h *Hub) dispatch(ctx context.Context, nm *nats.Msg) {
 	h.mu.RLock()
 	t := h.bySub[nm.Sub]
 	h.mu.RUnlock()
@@ -533,60 +610,48 @@ func (h *Hub) dispatch(nm *nats.Msg) {
 	if t == nil {
 		return // unsubscribed while the message was queued (and maybe subscribed anew)
 	}
-	m := Message{Subject: nm.Subject, Data: nm.Data}
+	j := &job{t: t, m: Message{Subject: nm.Subject, Data: nm.Data}}
 	if t.stream {
-		if !h.streamMessage(nm, &m) {
+		if !h.streamMessage(nm, &j.m) {
 			return
 		}
 	}
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if h.dropped(t) {
+	if h.dropped(t, 1) { // the message in hand goes to no one either
 		return
 	}
-	var fc frameCache
-	var n uint64
-	for _, mb := range t.members {
-		c := mb.c
-		if !c.firstMatch(t.subject, m.Subject) {
+	for _, s := range h.shards {
+		if p := t.parts[s.i].Load(); p == nil || p.live.Load() == 0 {
 			continue
 		}
-		frame, err := fc.frame(mb.enc, &m)
-		if err != nil {
-			continue // logged once per encoder by frame; other encoders' members still get it
-		}
-		if c.sink.Deliver(frame, m.Seq) {
-			n++
+		select {
+		case s.jobs <- j:
+		case <-ctx.Done():
+			return
 		}
 	}
-	if len(fc.failed) > 0 {
-		h.undecodable.Add(1)
-		droppedEncode.Inc()
-		h.log.Warn("event not delivered to some clients: cannot encode", "subject", m.Subject, "err", fc.failed[0])
-	}
-	h.delivered.Add(n)
-	metrics.EdgeDeliveries.Add(float64(n))
 }
 
-// streamMessage fills in an event's subject, sequence and position from the stream's
-// republished copy; false means the message is not one (it is logged and skipped).
+// streamMessage fills in a stored message's subject, sequence and position from its stream's
+// republished copy; false means the message is not one (it is logged and skipped). Each
+// stream (events, telemetry) has its own sequences and epoch.
 func (h *Hub) streamMessage(nm *nats.Msg, m *Message) bool {
 	subj, err := subject.FromRepublished(nm.Subject)
+	stream := subject.StreamOf(subj)
 	if err == nil {
 		m.Subject = subj
-		m.Seq, err = eventstream.Sequence(nm.Header)
+		m.Seq, err = eventstream.SequenceIn(nm.Header, stream)
 	}
 	if err != nil {
 		h.undecodable.Add(1)
-		h.log.Warn("not an event republished by the stream; skipped", "subject", nm.Subject, "err", err)
+		h.log.Warn("not a message republished by its stream; skipped", "subject", nm.Subject, "err", err)
 		return false
 	}
-	if m.Seq < h.lastSeq && h.cfg.StreamReset != nil {
-		h.cfg.StreamReset() // sequences start again: the stream is a new one
+	if m.Seq < h.lastSeq[stream] && h.cfg.StreamReset != nil {
+		h.cfg.StreamReset(stream) // sequences start again: the stream is a new one
 	}
-	h.lastSeq = max(h.lastSeq, m.Seq)
+	h.lastSeq[stream] = max(h.lastSeq[stream], m.Seq)
 	if h.cfg.Epoch != nil {
-		if epoch := h.cfg.Epoch(); epoch != "" {
+		if epoch := h.cfg.Epoch(stream); epoch != "" {
 			m.Position = eventstream.FormatPosition(epoch, m.Seq)
 		}
 	}
@@ -595,21 +660,33 @@ func (h *Hub) streamMessage(nm *nats.Msg, m *Message) bool {
 
 // dropped closes a topic's clients when NATS dropped messages on its way to the edge (the
 // inbound channel was full): they have missed events and are told, not silently starved.
-// Only the dispatcher goroutine touches t.seenDropped.
-func (h *Hub) dropped(t *topic) bool {
+// Skipped is how many messages the caller holds and will not deliver because of it; they are
+// lost too. Only the dispatcher goroutine touches t.seenDropped.
+func (h *Hub) dropped(t *topic, skipped int) bool {
 	d, err := t.sub.Dropped()
 	if err != nil || d <= t.seenDropped {
 		return false
 	}
-	reason := fmt.Sprintf("edge overloaded: %d events dropped; resume from your last position", d-t.seenDropped)
-	h.lost.Add(uint64(d-t.seenDropped) * uint64(len(t.members)))
+	missed := d - t.seenDropped + skipped
+	reason := fmt.Sprintf("edge overloaded: %d events dropped; resume from your last position", missed)
 	droppedByNATS.Add(float64(d - t.seenDropped))
-	t.seenDropped = d
 	h.log.Warn("NATS dropped events for a filter; closing its clients", "subject", t.subject, "dropped", d)
-	for _, mb := range t.members {
-		// The slow-consumer code: to the client the effect is the same, it missed events.
-		mb.c.sink.Close(wsconn.DisconnectSlow.WithReason(reason))
+	members := 0
+	for i := range t.parts {
+		p := t.parts[i].Load()
+		if p == nil {
+			continue
+		}
+		p.mu.RLock()
+		members += len(p.members)
+		for _, mb := range p.members {
+			// The slow-consumer code: to the client the effect is the same, it missed events.
+			mb.c.sink.Close(wsconn.DisconnectSlow.WithReason(reason))
+		}
+		p.mu.RUnlock()
 	}
+	h.lost.Add(uint64(missed) * uint64(members))
+	t.seenDropped = d
 	return true
 }
 

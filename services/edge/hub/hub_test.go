@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/wsconn"
@@ -268,5 +270,65 @@ func TestShutdownClosesEveryClient(t *testing.T) {
 	r.hub.Remove(c2)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// position renders a message as subject@position.
+type position struct{}
+
+func (position) Encode(m *hub.Message) ([]byte, error) {
+	return []byte(m.Subject + "@" + m.Position), nil
+}
+
+// TestPositionsPerStream: events and a server's telemetry come from their own streams'
+// republished copies, each with its own sequences and epoch, one NATS subscription per filter;
+// a stream created anew is reported as reset for that stream only.
+func TestPositionsPerStream(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var resets []string
+	r := newRig(t, hub.Config{
+		Epoch: func(stream string) string {
+			return map[string]string{subject.EventStream: "ev", subject.TelemetryStream: "tm"}[stream]
+		},
+		StreamReset: func(stream string) {
+			mu.Lock()
+			defer mu.Unlock()
+			resets = append(resets, stream)
+		},
+	})
+	natstest.EventStream(t, r.pub)
+	natstest.TelemetryStream(t, r.pub)
+	r.run()
+	metrics := subject.Metrics("srv.1")
+	_, s := r.client(position{}, "herald.evt.*.machines.*.*", metrics)
+	if n := r.hub.Subscriptions(); n != 2 {
+		t.Fatalf("%d NATS subscriptions, want 2", n)
+	}
+	// Two streams republish independently: their messages are ordered within a stream
+	// only, so the event is awaited before the samples.
+	r.publish("herald.evt.global.machines.save.m1", "{}")
+	s.waitFrames(t, 1)
+	r.publish(metrics, "{}")
+	r.publish(metrics, "{}")
+	got := s.waitFrames(t, 3)
+	want := []string{"herald.evt.global.machines.save.m1@ev:1", metrics + "@tm:1", metrics + "@tm:2"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	js, err := jetstream.New(r.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), subject.TelemetryStream); err != nil {
+		t.Fatal(err)
+	}
+	natstest.TelemetryStream(t, r.pub)
+	r.publish(metrics, "{}")
+	s.waitFrames(t, 4)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resets) != 1 || resets[0] != subject.TelemetryStream {
+		t.Fatalf("resets %v, want the telemetry stream's alone", resets)
 	}
 }

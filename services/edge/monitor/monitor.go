@@ -9,6 +9,17 @@
 // logs socket carries log entries only (unlike the ChatOps product, whose logs sockets
 // received metrics too). {"type":"ping"} is answered with {"type":"pong"}. The socket closes
 // with 1008 "token expired" when the token does.
+//
+// Resume (Herald's addition). Every sample, alert and log frame carries "position":
+// "<epoch>:<seq>", its place in the telemetry stream (a field the ChatOps product's clients
+// ignore; an agent's own "seq" stays inside "data"). A viewer that reconnects, to any edge,
+// sends its last position in the auth message, {"type":"auth","token":...,"since":"<epoch>:<seq>"}:
+// after auth_success it gets exactly the stored frames after that position for its server, in
+// stream order, then {"type":"resumed","position":...,"replayed":n}, then live frames, with no
+// gap and no duplicate at the seam. A position the stream no longer holds (older than its
+// first entry, or from a stream since created anew) gets {"type":"error","code":410,...}
+// instead and live frames follow; a position that does not parse gets code 400, then live.
+// Without "since" a viewer gets what it always did, with positions.
 package monitor
 
 import (
@@ -23,6 +34,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/access"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/eventstream"
 	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/wsconn"
 	"github.com/heraldhq/herald/services/edge/hub"
@@ -57,30 +69,38 @@ type Handler struct {
 	Latest  Latest // nil: no sample on connect
 }
 
-// Frame encoders: the NATS payload is already the JSON object a browser gets as "data".
-var (
-	metricsFrame = envelope{"metrics"}
-	alertFrame   = envelope{"alert"}
-	logFrame     = envelope{"log"}
-)
+// frames renders a server's samples, alerts and log entries, live or replayed, as the
+// viewer's frames: {"type":<metrics|alert|log>,"data":<payload>,"position":<position>}. The
+// NATS payload is already the JSON object a browser gets as "data".
+type frames struct{}
 
-// envelope wraps a payload as {"type":<typ>,"data":<payload>}.
-type envelope struct{ typ string }
+// frameTypes maps a telemetry kind onto its frame's type.
+var frameTypes = map[string]string{subject.KindMetrics: "metrics", subject.KindAlerts: "alert", subject.KindLogs: "log"}
 
 // Encode implements hub.Encoder.
-func (e envelope) Encode(m *hub.Message) ([]byte, error) {
-	if !json.Valid(m.Data) {
-		return nil, fmt.Errorf("monitor: %s payload is not JSON", e.typ)
+func (frames) Encode(m *hub.Message) ([]byte, error) {
+	typ, ok := frameTypes[subject.TelemetryKind(m.Subject)]
+	if !ok {
+		return nil, fmt.Errorf("monitor: %q is not a server's telemetry", m.Subject)
 	}
-	return e.wrap(m.Data), nil
+	if !json.Valid(m.Data) {
+		return nil, fmt.Errorf("monitor: %s payload is not JSON", typ)
+	}
+	return wrap(typ, m.Data, m.Position), nil
 }
 
-func (e envelope) wrap(payload []byte) []byte {
-	b := make([]byte, 0, len(payload)+len(e.typ)+20)
+// wrap is one frame; position "" leaves the field out.
+func wrap(typ string, payload []byte, position string) []byte {
+	b := make([]byte, 0, len(payload)+len(typ)+len(position)+34)
 	b = append(b, `{"type":"`...)
-	b = append(b, e.typ...)
+	b = append(b, typ...)
 	b = append(b, `","data":`...)
 	b = append(b, payload...)
+	if position != "" {
+		b = append(b, `,"position":"`...)
+		b = append(b, position...)
+		b = append(b, '"')
+	}
 	return append(b, '}')
 }
 
@@ -146,6 +166,7 @@ func (v *viewer) Frame(s *socket.Socket, msg []byte) error {
 	var m struct {
 		Type  string `json:"type"`
 		Token string `json:"token"`
+		Since string `json:"since"`
 	}
 	if err := json.Unmarshal(msg, &m); err != nil || m.Type == "" {
 		if !v.authed {
@@ -158,7 +179,7 @@ func (v *viewer) Frame(s *socket.Socket, msg []byte) error {
 	case m.Type == "ping":
 		send(s, map[string]string{"type": "pong"})
 	case m.Type == "auth" && !v.authed:
-		return v.authenticate(s, m.Token)
+		return v.authenticate(s, m.Token, m.Since)
 	case m.Type == "auth":
 		return v.refresh(s, m.Token)
 	case !v.authed:
@@ -186,7 +207,7 @@ func (v *viewer) refresh(s *socket.Socket, raw string) error {
 	return nil
 }
 
-func (v *viewer) authenticate(s *socket.Socket, raw string) error {
+func (v *viewer) authenticate(s *socket.Socket, raw, since string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sess, err := v.h.Runtime.Auth.Token(ctx, raw)
@@ -201,49 +222,102 @@ func (v *viewer) authenticate(s *socket.Socket, raw string) error {
 		return nil // refused for taking too long
 	}
 	v.authed = true
+	if since != "" {
+		s.Hold() // before subscribing: live frames wait for the replay
+	}
 	gate := &gate{Sink: s}
 	client, err := s.ClientFor(gate, nil)
 	if err != nil {
 		return err
 	}
-	streams := map[Kind][]stream{
-		Metrics: {{subject.Metrics(v.serverID), metricsFrame}, {subject.Alerts(v.serverID), alertFrame}},
-		Logs:    {{subject.Logs(v.serverID), logFrame}},
+	// The permission checked above is for this server only, and these are its subjects only:
+	// a replay reads nothing else.
+	subjects := map[Kind][]string{
+		Metrics: {subject.Metrics(v.serverID), subject.Alerts(v.serverID)},
+		Logs:    {subject.Logs(v.serverID)},
 	}[v.h.Kind]
-	for _, st := range streams {
-		if err := s.Subscribe(client, st.enc, []string{st.subject}); err != nil {
-			return err
-		}
+	if err := s.Subscribe(client, frames{}, subjects); err != nil {
+		return err
 	}
 	// Subscribed: auth_success tells the client so, and goes before any live frame (the gate
 	// holds them). The latest sample is read after subscribing, so none falls between the two.
 	send(s, map[string]string{"type": "auth_success", "server_id": v.serverID, "message": "Authenticated successfully"})
-	var latest []byte
-	if v.h.Kind == Metrics && v.h.Latest != nil {
-		if sample, ok, err := v.h.Latest.LatestMetrics(ctx, v.serverID); err == nil && ok {
-			latest = metricsFrame.wrap(sample)
-		}
+	if since != "" {
+		gate.open(nil, 0) // the socket holds from here
+		v.resume(s, subjects, since)
+		return nil
 	}
-	gate.open(latest)
+	var latest []byte
+	var seq uint64
+	if v.h.Kind == Metrics {
+		latest, seq = v.latest(ctx)
+	}
+	gate.open(latest, seq)
 	return nil
 }
 
+// resume replays the server's stored frames after since, then says how it went.
+func (v *viewer) resume(s *socket.Socket, subjects []string, since string) {
+	err := s.ResumeStream(subject.TelemetryStream, frames{}, subjects, since, func(r socket.Resumed) {
+		if r.TooOld {
+			send(s, map[string]any{"type": "error", "code": 410, "message": "too old: " + r.From +
+				" is no longer in the telemetry stream (expired, or from a stream created anew); live frames follow"})
+			return
+		}
+		pos := r.To
+		if pos == "" {
+			pos = r.From // nothing missed: the client's position stands
+		}
+		send(s, map[string]any{"type": "resumed", "position": pos, "replayed": r.Replayed})
+	})
+	if err != nil {
+		send(s, map[string]any{"type": "error", "code": 400, "message": err.Error() + "; live frames follow"})
+		s.Release()
+	}
+}
+
+// latest is the frame of the server's latest sample and its sequence: from the telemetry
+// stream when it still holds one (so it has a position, and its live copy is dropped by
+// sequence), else from the agent store (no position; 0). Nil when there is none.
+func (v *viewer) latest(ctx context.Context) ([]byte, uint64) {
+	if js := v.h.Runtime.JS; js != nil {
+		if st, err := js.Stream(ctx, subject.TelemetryStream); err == nil {
+			if m, err := st.GetLastMsgForSubject(ctx, subject.Metrics(v.serverID)); err == nil && json.Valid(m.Data) {
+				pos := eventstream.FormatPosition(eventstream.EpochOf(st.CachedInfo()), m.Sequence)
+				return wrap(frameTypes[subject.KindMetrics], m.Data, pos), m.Sequence
+			}
+		}
+	}
+	if v.h.Latest != nil {
+		if sample, ok, err := v.h.Latest.LatestMetrics(ctx, v.serverID); err == nil && ok {
+			return wrap(frameTypes[subject.KindMetrics], sample, ""), 0
+		}
+	}
+	return nil, 0
+}
+
 // gate is a viewer's sink. Until open it holds live frames (at most maxHeld), so the
-// auth_success frame and the latest sample go first. Ingest stores a sample as the latest
-// before it publishes it, so a viewer may get that sample both ways: the first live sample is
-// dropped when it is the latest already sent (samples are the same bytes both ways).
+// auth_success frame and the latest sample go first. A latest sample from the telemetry stream
+// has a sequence, and the socket drops its live copy by it. One from the agent store has none;
+// ingest stores a sample there before it publishes it, so a viewer may get that sample both
+// ways: the first live sample is dropped when its data is the latest one's.
 type gate struct {
 	hub.Sink
 	mu     sync.Mutex
-	opened bool     // guarded by mu
-	held   [][]byte // frames that came before open; guarded by mu
-	latest []byte   // the latest sample sent, until the first live one; guarded by mu
+	opened bool        // guarded by mu
+	held   []heldFrame // frames that came before open; guarded by mu
+	latest []byte      // the latest sample sent without a sequence, until the first live one; guarded by mu
+}
+
+type heldFrame struct {
+	frame []byte
+	seq   uint64
 }
 
 // maxHeld bounds the frames held while a viewer is being set up.
 const maxHeld = 256
 
-var metricsPrefix = metricsFrame.wrap(nil)[:len(`{"type":"metrics",`)]
+var metricsPrefix = []byte(`{"type":"metrics",`)
 
 // Deliver implements hub.Sink.
 func (g *gate) Deliver(frame []byte, seq uint64) bool {
@@ -254,39 +328,47 @@ func (g *gate) Deliver(frame []byte, seq uint64) bool {
 			g.Sink.Close(wsconn.DisconnectSlow)
 			return false
 		}
-		g.held = append(g.held, frame)
+		g.held = append(g.held, heldFrame{frame, seq})
 		return true
 	}
-	return g.pass(frame)
+	return g.pass(frame, seq)
 }
 
-// pass sends a live frame, dropping the live copy of the latest sample; mu must be held.
-func (g *gate) pass(frame []byte) bool {
+// pass sends a live frame, dropping the live copy of a latest sample sent without a
+// sequence; mu must be held.
+func (g *gate) pass(frame []byte, seq uint64) bool {
 	if g.latest != nil && bytes.HasPrefix(frame, metricsPrefix) {
-		dup := bytes.Equal(frame, g.latest)
+		dup := sameData(frame, g.latest)
 		g.latest = nil
 		if dup {
 			return true
 		}
 	}
-	return g.Sink.Deliver(frame, 0)
+	return g.Sink.Deliver(frame, seq)
 }
 
-// open sends latest (nil: none), then the held frames, and lets live frames through.
-func (g *gate) open(latest []byte) {
+// sameData reports whether a live metrics frame carries the data of latest, a frame wrap made
+// without a position: the live one is latest with a position added, or latest itself. The
+// data is one whole JSON value, so a longer one cannot pass for it.
+func sameData(live, latest []byte) bool {
+	body := latest[:len(latest)-1] // without the closing brace
+	rest, ok := bytes.CutPrefix(live, body)
+	return ok && (bytes.Equal(rest, []byte("}")) || bytes.HasPrefix(rest, []byte(`,"position":`)))
+}
+
+// open sends latest (nil: none) with its sequence, then the held frames, and lets live frames
+// through.
+func (g *gate) open(latest []byte, seq uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if latest != nil {
-		g.Sink.Deliver(latest, 0)
-		g.latest = latest
+		g.Sink.Deliver(latest, seq)
+		if seq == 0 {
+			g.latest = latest
+		}
 	}
 	for _, f := range g.held {
-		g.pass(f)
+		g.pass(f.frame, f.seq)
 	}
 	g.held, g.opened = nil, true
-}
-
-type stream struct {
-	subject string
-	enc     hub.Encoder
 }

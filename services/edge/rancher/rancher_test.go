@@ -59,7 +59,7 @@ func newRig(t *testing.T) *rig {
 	issuer := token.NewIssuer(priv, time.Hour)
 	edgeNC := natstest.Connect(t, ns)
 	epoch := natstest.EventStream(t, edgeNC)
-	h := hub.New(edgeNC, hub.Config{Epoch: func() string { return epoch }}, nil)
+	h := hub.New(edgeNC, hub.Config{Epoch: func(string) string { return epoch }}, nil)
 	js, err := jetstream.New(edgeNC)
 	if err != nil {
 		t.Fatal(err)

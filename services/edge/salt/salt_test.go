@@ -125,7 +125,7 @@ func (b *bus) startEdge() *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hub.New(nc, hub.Config{Epoch: func() string { return b.epoch }}, nil)
+	h := hub.New(nc, hub.Config{Epoch: func(string) string { return b.epoch }}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()

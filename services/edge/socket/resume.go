@@ -70,7 +70,11 @@ type heldFrame struct {
 
 // Deliver implements hub.Sink: a live frame goes out now, or is held while the socket catches
 // up; an event already sent by the replay is not sent again.
-func (s *Socket) Deliver(frame []byte, seq uint64) bool {
+func (s *Socket) Deliver(frame []byte, seq uint64) bool { return s.DeliverVia(frame, seq, nil) }
+
+// DeliverVia implements hub.WriterSink: Deliver, with the frame written at the hub shard's
+// next w.Flush (nil: by the connection itself).
+func (s *Socket) DeliverVia(frame []byte, seq uint64, w *wsconn.Writer) bool {
 	if s.holding.Load() {
 		s.heldMu.Lock()
 		if s.holding.Load() {
@@ -84,20 +88,20 @@ func (s *Socket) Deliver(frame []byte, seq uint64) bool {
 		}
 		s.heldMu.Unlock()
 	}
-	return s.send(frame, seq)
+	return s.send(frame, seq, w)
 }
 
 // send writes a frame, skipping stream events at or before the last one sent (the seam between
-// a replay and live delivery). Only one goroutine sends events at a time: the dispatcher while
-// live, the replay while holding.
-func (s *Socket) send(frame []byte, seq uint64) bool {
+// a replay and live delivery). Only one goroutine sends events at a time: the client's hub shard
+// while live, the replay while holding.
+func (s *Socket) send(frame []byte, seq uint64, w *wsconn.Writer) bool {
 	if seq != 0 {
 		if seq <= s.lastSeq.Load() {
 			return true
 		}
 		s.lastSeq.Store(seq)
 	}
-	return s.conn.Send(frame)
+	return s.conn.SendVia(frame, w)
 }
 
 // Hold makes the socket hold live frames until a Resume releases them. Call it before
@@ -109,7 +113,7 @@ func (s *Socket) release() {
 	s.heldMu.Lock()
 	defer s.heldMu.Unlock()
 	for _, h := range s.held {
-		s.send(h.frame, h.seq)
+		s.send(h.frame, h.seq, nil)
 	}
 	s.held = nil
 	s.holding.Store(false)
@@ -122,12 +126,19 @@ func (s *Socket) release() {
 // starts: the caller says so and calls Release. If the stream cannot be read, done is not
 // called: the socket is closed with DisconnectReplayFailed.
 func (s *Socket) Resume(enc hub.Encoder, subjects []string, pos string, done func(Resumed)) error {
+	return s.ResumeStream(subject.EventStream, enc, subjects, pos, done)
+}
+
+// ResumeStream is Resume from another of Herald's streams (subject.TelemetryStream for the
+// metrics and logs viewers): subjects are subjects that stream stores, and pos a position in
+// it. A socket resumes from one stream only: its held and sent sequences are that stream's.
+func (s *Socket) ResumeStream(stream string, enc hub.Encoder, subjects []string, pos string, done func(Resumed)) error {
 	p, err := eventstream.ParsePosition(pos)
 	if err != nil {
 		return err
 	}
 	go func() {
-		r, err := s.replay(enc, subjects, p)
+		r, err := s.replay(stream, enc, subjects, p)
 		if err != nil && !errors.Is(err, errGone) {
 			s.log.Warn("socket: replay failed", "from", pos, "err", err)
 		}
@@ -151,7 +162,7 @@ func (s *Socket) Release() { s.release() }
 // errGone ends a replay whose socket closed.
 var errGone = errors.New("socket closed")
 
-func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Position) (Resumed, error) {
+func (s *Socket) replay(stream string, enc hub.Encoder, subjects []string, p eventstream.Position) (Resumed, error) {
 	var r Resumed
 	js := s.rt.JS
 	if js == nil {
@@ -175,7 +186,7 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 	// whole ReplayTimeout.
 	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
 	defer rcancel()
-	st, err := js.Stream(rctx, subject.EventStream)
+	st, err := js.Stream(rctx, stream)
 	if err != nil {
 		return r, fmt.Errorf("replay: stream: %w", err)
 	}
@@ -197,30 +208,37 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 		return r, nil // nothing stored after it
 	}
 	// JetStream refuses overlapping filter subjects in one consumer: a socket whose filters
-	// overlap reads every event and keeps those any filter matches.
+	// overlap reads the whole stream (no filter) and keeps what any filter matches.
 	filters, local := subjects, false
 	for i, a := range subjects {
 		for _, b := range subjects[:i] {
 			if subject.Overlap(a, b) {
-				filters, local = []string{subject.EventsWildcard}, true
+				filters, local = nil, true
 			}
 		}
 	}
 	// An ephemeral consumer that acknowledges nothing and lives in memory: created to read
 	// what is stored, deleted after (and gone by itself if this edge dies meanwhile).
-	cons, err := st.CreateConsumer(rctx, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq: p.Seq + 1, AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true,
 		InactiveThreshold: 30 * time.Second,
-	})
-	if err != nil {
-		return r, fmt.Errorf("replay: consumer: %w", err)
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer dcancel()
-		_ = st.DeleteConsumer(dctx, cons.CachedInfo().Name)
-	}()
+	var cons jetstream.Consumer
+	for try := 1; ; try++ {
+		if cons, err = st.CreateConsumer(rctx, cfg); err != nil {
+			return r, fmt.Errorf("replay: consumer: %w", err)
+		}
+		host := cons.CachedInfo().Cluster
+		if host == nil || complete(info.Cluster, host.Leader) {
+			break
+		}
+		deleteConsumer(st, cons)
+		if try == placementTries {
+			return r, fmt.Errorf("replay: consumer placed %d times on a node still catching up (%s)", try, host.Leader)
+		}
+	}
+	defer deleteConsumer(st, cons)
 	// The consumer knows how many stored events it selects; each batch asks for no more than
 	// remain, so a fetch returns as soon as they are there.
 	pending := cons.CachedInfo().NumPending
@@ -252,7 +270,7 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 				return got, err
 			}
 			if m.Seq > s.lastSeq.Load() {
-				if !s.send(frame, m.Seq) {
+				if !s.send(frame, m.Seq, nil) {
 					return got, errGone
 				}
 				r.Replayed++
@@ -278,6 +296,34 @@ func (s *Socket) replay(enc hub.Encoder, subjects []string, p eventstream.Positi
 		scanned += n
 	}
 	return r, s.seam(ctx, fetch, &delivered)
+}
+
+// placementTries bounds how often a replay makes its consumer again because JetStream placed
+// it on a node that is still catching up.
+const placementTries = 5
+
+// complete reports whether the node named host holds every event of the stream whose cluster
+// state is c: its leader, or a replica the leader reports current. JetStream places a replay's
+// one-replica consumer on any node of the stream, including one that has just come back and is
+// still catching up: that node already has the newest events but not all those stored while it
+// was away, and a consumer there hands over what the node has, skipping the rest without a
+// word (clients resuming then lost a run of events in the kill -9 fleet test).
+func complete(c *jetstream.ClusterInfo, host string) bool {
+	if c == nil || len(c.Replicas) == 0 || host == c.Leader {
+		return true // one node, or the leader
+	}
+	for _, r := range c.Replicas {
+		if r.Name == host {
+			return r.Current
+		}
+	}
+	return false
+}
+
+func deleteConsumer(st jetstream.Stream, cons jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = st.DeleteConsumer(ctx, cons.CachedInfo().Name)
 }
 
 // seamGrace is how long a caught-up replay keeps reading when no live event has come.
