@@ -137,6 +137,6 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.conn = &batchConn{Conn: c}
+	h.conn = &batchConn{Conn: newReadGate(c)}
 	return h.conn, rw, nil
 }

@@ -96,7 +96,7 @@ func TestWriterWritesAtFlush(t *testing.T) {
 // its frames arrive whole and in order, the half-written one included.
 func TestWriterHandsOffAFullSocket(t *testing.T) {
 	stalled, neighbour := serve(t, rawConfig), serve(t, rawConfig)
-	if err := stalled.conn.bc.Conn.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+	if err := serverTCP(t, stalled).SetWriteBuffer(4096); err != nil {
 		t.Fatal(err)
 	}
 	if err := stalled.client.NetConn().(*net.TCPConn).SetReadBuffer(4096); err != nil {

@@ -7,8 +7,9 @@
 // an empty queue starts a flusher goroutine that writes everything queued, in one write(2) per
 // batch, and exits when the queue is empty. A producer that feeds many connections (a hub
 // shard) uses SendVia and a Writer instead: it writes every connection of its burst itself,
-// without waiting on any socket. An idle connection therefore costs one reader goroutine, no
-// writer goroutine, and no write buffer.
+// without waiting on any socket. Reads are event-driven on Linux (read.go), so an idle
+// connection costs no goroutine at all, no write buffer and no read buffer beyond gorilla's
+// smallest.
 package wsconn
 
 import (
@@ -19,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -38,6 +40,9 @@ type Config struct {
 	PingInterval    time.Duration // WebSocket ping period (default 54s, as DRP/melody)
 	PongWait        time.Duration // silence after which the peer is dead (default 60s)
 	WriteTimeout    time.Duration // bound on one batch write (default 10s)
+	// GoroutineReads reads every connection on a goroutine of its own, as on systems without
+	// epoll, instead of event-driven; for comparing the two, or falling back.
+	GoroutineReads bool
 }
 
 // RegisterFlags binds the limits to flags named prefix+"max-frame-bytes" and so on.
@@ -50,6 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&c.PingInterval, prefix+"ping-interval", d.PingInterval, "WebSocket ping period")
 	fs.DurationVar(&c.PongWait, prefix+"pong-wait", d.PongWait, "silence after which a client is dead")
 	fs.DurationVar(&c.WriteTimeout, prefix+"write-timeout", d.WriteTimeout, "bound on one write to a client")
+	fs.BoolVar(&c.GoroutineReads, prefix+"goroutine-reads", false, "read each connection on a goroutine of its own instead of event-driven (epoll)")
 }
 
 // Validate reports settings that cannot work.
@@ -105,7 +111,9 @@ func NewUpgrader(cfg Config, checkOrigin func(*http.Request) bool) *Upgrader {
 		checkOrigin = func(*http.Request) bool { return true }
 	}
 	return &Upgrader{cfg: cfg.withDefaults(), ws: websocket.Upgrader{
-		ReadBufferSize:  512,
+		// The smallest gorilla takes (a control frame's payload): client frames are few and
+		// small, and an idle connection keeps this buffer.
+		ReadBufferSize:  maxControlPayload,
 		WriteBufferSize: 4096,
 		WriteBufferPool: writeBufferPool,
 		CheckOrigin:     checkOrigin,
@@ -113,8 +121,8 @@ func NewUpgrader(cfg Config, checkOrigin func(*http.Request) bool) *Upgrader {
 }
 
 // Upgrade completes the handshake. On failure gorilla has already answered the request.
-// The caller should start ReadLoop in a goroutine and return from its HTTP handler, so that
-// net/http releases its per-request buffers.
+// The caller should call Start and return from its HTTP handler, so that net/http releases
+// its per-request buffers.
 func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Logger) (*Conn, error) {
 	hw := &hijackWriter{ResponseWriter: w}
 	ws, err := u.ws.Upgrade(hw, r, nil)
@@ -129,7 +137,16 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, log *slog.Log
 	hw.conn.mu.Unlock()
 	c := &Conn{ws: ws, bc: hw.conn, cfg: u.cfg, log: log, done: make(chan struct{})}
 	ws.SetReadLimit(u.cfg.MaxMessageBytes)
-	c.pinger = time.AfterFunc(u.cfg.PingInterval, c.ping)
+	if g, ok := hw.conn.Conn.(*frameGate); ok {
+		if u.cfg.GoroutineReads {
+			g.pass = true
+		} else {
+			c.events = newEventReader(c, g)
+		}
+	}
+	c.seen()
+	c.nextPing.Store(int64(sinceEpoch() + u.cfg.PingInterval))
+	c.pinger = time.AfterFunc(u.cfg.PingInterval, c.tick)
 	return c, nil
 }
 
@@ -141,6 +158,11 @@ type Conn struct {
 	log    *slog.Logger
 	pinger *time.Timer
 	done   chan struct{}
+	events *eventReader // nil: reads on a goroutine (readLoop)
+
+	lastSeen atomic.Int64 // sinceEpoch when the peer last sent anything
+	nextPing atomic.Int64 // sinceEpoch when the pinger sends the next ping
+	reaped   atomic.Bool  // the pinger ended the connection: the peer fell silent
 
 	mu          sync.Mutex
 	queue       [][]byte      // guarded by mu
@@ -277,20 +299,6 @@ func (c *Conn) writeBatch(batch [][]byte) error {
 	return err
 }
 
-func (c *Conn) ping() {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return
-	}
-	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.WriteTimeout)); err != nil {
-		c.Close(disconnectAbnormal)
-		return
-	}
-	c.pinger.Reset(c.cfg.PingInterval)
-}
-
 // Close sends a close frame with code and reason (cut to the 123 bytes a close frame holds)
 // and closes the connection once the peer answers or closeGrace passes. Frames queued before
 // Close go out first (an error frame, then the close that explains it), bounded by the write
@@ -328,14 +336,14 @@ func (c *Conn) Close(d Disconnect) {
 			msg := websocket.FormatCloseMessage(code, reason)
 			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
 		}
-		// The reader sees the peer's close frame and returns; if the peer never answers the
-		// deadline ends it.
+		// The reader sees the peer's close frame and ends the connection; if the peer never
+		// answers, the deadline ends a read under way and abort the rest.
 		_ = c.bc.SetReadDeadline(time.Now().Add(closeGrace))
 		select {
 		case <-c.done:
 		case <-time.After(closeGrace):
 		}
-		_ = c.bc.Close()
+		c.abort(errCloseUnanswered)
 	}()
 }
 
@@ -343,7 +351,7 @@ func (c *Conn) Close(d Disconnect) {
 // consumer's close is logged at warn with it).
 func (c *Conn) SetPrincipal(principal string) {
 	c.mu.Lock()
-	c.log = c.log.With("principal", principal)
+	c.log = slog.New(&principalHandler{Handler: c.log.Handler(), principal: principal})
 	c.mu.Unlock()
 }
 
@@ -355,7 +363,7 @@ func (c *Conn) Backlog() int {
 	return len(c.queue)
 }
 
-// ClosedWith is the close code that ended the connection, given the error ReadLoop returned:
+// ClosedWith is the close code that ended the connection, given the error Start's ended got:
 // the code Close sent, else the peer's own close code, else 1006 (the connection broke).
 func (c *Conn) ClosedWith(readErr error) int {
 	c.mu.Lock()
@@ -372,46 +380,8 @@ func (c *Conn) ClosedWith(readErr error) int {
 	}
 }
 
-// Done is closed when ReadLoop has returned: the connection is gone.
+// Done is closed when the read side has ended and the socket is closed: the connection is gone.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // RemoteAddr is the peer's address as ip:port.
 func (c *Conn) RemoteAddr() string { return c.bc.RemoteAddr().String() }
-
-// ReadLoop reads text frames and hands each to handle until the connection ends; it must run
-// exactly once per Conn. It returns the reason the connection ended.
-func (c *Conn) ReadLoop(handle func(msg []byte)) error {
-	defer close(c.done)
-	defer func() { _ = c.bc.Close() }()
-	defer c.closeQuietly()
-	alive := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.cfg.PongWait)) }
-	alive()
-	c.ws.SetPongHandler(func(string) error { alive(); return nil })
-	for {
-		typ, msg, err := c.ws.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				// gorilla has already sent close 1009.
-				return fmt.Errorf("frame larger than %d bytes: %w", c.cfg.MaxMessageBytes, err)
-			}
-			return err
-		}
-		alive()
-		if typ == websocket.TextMessage || typ == websocket.BinaryMessage {
-			handle(msg)
-		}
-	}
-}
-
-// closeQuietly marks the conn closed without a close frame: the read side has ended.
-func (c *Conn) closeQuietly() {
-	c.mu.Lock()
-	c.closed = true
-	c.queue = nil
-	if c.drained != nil && !c.flushing {
-		close(c.drained)
-		c.drained = nil
-	}
-	c.mu.Unlock()
-	c.pinger.Stop()
-}

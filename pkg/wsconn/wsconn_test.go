@@ -21,7 +21,7 @@ const waitFor = 10 * time.Second
 type served struct {
 	conn    *Conn
 	client  *websocket.Conn
-	readErr chan error // what ReadLoop returned
+	readErr chan error // what Start's ended got
 	frames  chan []byte
 	writes  *countingConn // the server's socket, counting write(2)s and able to fail them
 }
@@ -60,7 +60,7 @@ func serve(t *testing.T, cfg Config) *served {
 		}
 		s.conn = c
 		close(ready)
-		go func() { s.readErr <- c.ReadLoop(func(msg []byte) { s.frames <- msg }) }()
+		c.Start(func(msg []byte) { s.frames <- msg }, func(err error) { s.readErr <- err })
 	}))
 	t.Cleanup(srv.Close)
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
@@ -75,6 +75,20 @@ func serve(t *testing.T, cfg Config) *served {
 	}
 	s.client = ws
 	return s
+}
+
+// serverTCP is the server side's TCP socket, under the read gate where there is one.
+func serverTCP(t *testing.T, s *served) *net.TCPConn {
+	t.Helper()
+	c := s.conn.bc.Conn
+	if g, ok := c.(*frameGate); ok {
+		c = g.Conn
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		t.Fatalf("server connection is %T", c)
+	}
+	return tc
 }
 
 // readAll reads text frames until the connection ends and returns them with the error that
@@ -197,7 +211,7 @@ func TestCloseSendsQueuedFramesThenCodeAndReason(t *testing.T) {
 	}
 }
 
-// A frame over MaxMessageBytes ends the connection with 1009, and ReadLoop says why.
+// A frame over MaxMessageBytes ends the connection with 1009, and ended says why.
 func TestReadLimitClosesWith1009(t *testing.T) {
 	s := serve(t, Config{MaxMessageBytes: 16})
 	if err := s.client.WriteMessage(websocket.TextMessage, []byte("small")); err != nil {
@@ -217,12 +231,12 @@ func TestReadLimitClosesWith1009(t *testing.T) {
 		t.Fatal("the frame within the limit was not handled")
 	}
 	if err := <-s.readErr; !errors.Is(err, websocket.ErrReadLimit) {
-		t.Fatalf("ReadLoop returned %v, want ErrReadLimit", err)
+		t.Fatalf("ended with %v, want ErrReadLimit", err)
 	}
 }
 
 // A failed write ends the connection without a close frame (the write side is broken) and
-// without blocking anyone: Send refuses, ReadLoop returns, Done closes.
+// without blocking anyone: Send refuses, ended is called, Done closes.
 func TestWriteErrorEndsConnection(t *testing.T) {
 	s := serve(t, Config{})
 	s.writes.fail.Store(true)
@@ -252,7 +266,7 @@ func TestSilentPeerIsDropped(t *testing.T) {
 		t.Fatal("silent peer still connected")
 	}
 	if err := <-s.readErr; err == nil {
-		t.Fatal("ReadLoop returned nil for a dead peer")
+		t.Fatal("ended with nil for a dead peer")
 	}
 }
 

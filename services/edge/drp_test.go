@@ -14,6 +14,7 @@ import (
 	"github.com/heraldhq/herald/pkg/testutil"
 	"github.com/heraldhq/herald/pkg/token"
 	"github.com/heraldhq/herald/pkg/wsconn"
+	"github.com/heraldhq/herald/services/edge/drp"
 )
 
 var drpKeys = []string{"Time", "Type", "Action", "Key", "Principal", "Object", "Original"}
@@ -403,5 +404,32 @@ func TestShutdownClosesClients(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("edge.Run: %v", err)
+	}
+}
+
+// A pattern registered twice is one registration (one deregister ends it), and a connection
+// holds at most drp.MaxRegistrations.
+func TestRegistrationsAreDedupedAndBounded(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	c := r.dial(r.token("*.*.*"))
+	c.register("register", "profiles.*.*")
+	c.register("register", "profiles.*.*")
+	c.register("register", "sentinel.*.*")
+	c.register("deregister", "profiles.*.*")
+	r.publish("profiles", "save", "global", nil)
+	r.publish("sentinel", "done", "1", nil)
+	if f := c.next(); f.Type != "sentinel" {
+		t.Fatalf("got %+v after one deregister of a twice-registered pattern, want the sentinel", f)
+	}
+	for i := 1; i < drp.MaxRegistrations; i++ { // the sentinel is the first
+		c.register("register", fmt.Sprintf("machines.create.m%d", i))
+	}
+	c.send("register machines.create.over")
+	f := c.next()
+	var obj struct{ Code int }
+	_ = json.Unmarshal(f.Object, &obj)
+	if f.Action != "error" || f.Key != "machines.create.over" || obj.Code != http.StatusBadRequest {
+		t.Fatalf("registration %d: got %+v, want a 400 error frame", drp.MaxRegistrations+1, f)
 	}
 }

@@ -18,8 +18,8 @@ import (
 	"github.com/heraldhq/herald/pkg/wsconn"
 )
 
-// The auth and takeover state machine of one agent connection, run once on the read goroutine
-// for the first frame:
+// The auth and takeover state machine of one agent connection, run once, in the read of
+// the first frame:
 //
 //	new --(not auth / too late)--> refused 1008
 //	new --(bad key)--> refused 1008; (key check down)--> refused 1011

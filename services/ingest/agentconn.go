@@ -43,8 +43,8 @@ const EndpointAgent = "agent"
 
 // agentConn is one agent WebSocket. Its parts, each in a file of its own:
 //
-//   - the read goroutine (ReadLoop, this file) owns the auth state and dispatches frames; it
-//     never waits on storage;
+//   - the reads (wsconn's Start, this file; one frame at a time) own the auth state and
+//     dispatch frames; they never wait on storage;
 //   - the auth and takeover state machine (agentauth.go) runs on it once, for the first frame;
 //   - telemetry (metrics, logs, facts, alerts; telemetry.go) goes to the connection's bounded
 //     worker, which does the Redis writes;
@@ -106,10 +106,11 @@ func (c *agentConn) run() {
 		c.refuse(reasonAuthRequired, wsconn.DisconnectPolicy.WithReason(reasonAuthRequired))
 	})
 	c.svc.agents.track(c)
-	err := c.conn.ReadLoop(c.handle)
-	c.deadline.Stop()
-	c.finish(err)
-	c.svc.agents.end(c)
+	c.conn.Start(c.handle, func(err error) {
+		c.deadline.Stop()
+		c.finish(err)
+		c.svc.agents.end(c)
+	})
 }
 
 // refuse sends an error frame, then closes with code and reason (the frame goes out first).
@@ -132,7 +133,7 @@ func (c *agentConn) invalid(why error) {
 	c.sendJSON(agentwire.NewError(agentwire.MessageInvalidMessage))
 }
 
-// handle is ReadLoop's callback: one frame at a time, on the read goroutine. Only cheap work
+// handle is Start's callback: one frame at a time, on the goroutine that read it. Only cheap work
 // happens here (peek, replies, pings); telemetry goes to the worker.
 func (c *agentConn) handle(msg []byte) {
 	if c.closing {

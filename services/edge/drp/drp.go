@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,7 +53,10 @@ func (h *Handler) Accept(r *http.Request) (socket.Handler, *access.Session, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	return &session{sess: sess, regs: map[string][]string{}, since: sinceOf(r)}, &sess, nil
+	// A socket never hands its token back, and the token is a substring of the request line:
+	// kept, it would keep the whole line (~400 bytes) for the connection's life.
+	sess.Token = ""
+	return &session{sess: sess, since: sinceOf(r)}, &sess, nil
 }
 
 // Refuse answers a failed authentication as DRP does (drpapi.WriteAuthError).
@@ -63,11 +67,24 @@ type session struct {
 	sess   access.Session
 	client *hub.Client
 
-	mu      sync.Mutex          // regs and the resume state; the resume timer reads them too
-	regs    map[string][]string // pattern -> subjects, DRP's exact-string list; guarded by mu
-	since   string              // the position to resume from ("" none); guarded by mu
-	resumed bool                // the catch-up has started; guarded by mu
-	timer   *time.Timer         // starts the catch-up after the first registrations; guarded by mu
+	mu      sync.Mutex     // regs and the resume state; the resume timer reads them too
+	regs    []registration // DRP's exact-string list, in order; guarded by mu
+	since   string         // the position to resume from ("" none); guarded by mu
+	resumed bool           // the catch-up has started; guarded by mu
+	timer   *time.Timer    // starts the catch-up after the first registrations; guarded by mu
+}
+
+// registration is one registered pattern and the subjects it subscribed. A connection has
+// a few at most (MaxRegistrations), so a slice: a map costs ~400 bytes even with one entry,
+// on every idle connection.
+type registration struct {
+	pattern  string
+	subjects []string
+}
+
+// find is the index of pattern in regs, or -1; mu must be held.
+func (c *session) find(pattern string) int {
+	return slices.IndexFunc(c.regs, func(r registration) bool { return r.pattern == pattern })
 }
 
 // Open makes the connection's hub client; registrations come as commands. A socket that
@@ -119,7 +136,7 @@ func (c *session) refresh(s *socket.Socket, raw string) {
 
 func (c *session) register(s *socket.Socket, pattern string) {
 	c.mu.Lock()
-	_, dup := c.regs[pattern]
+	dup := c.find(pattern) >= 0
 	n := len(c.regs)
 	c.mu.Unlock()
 	if dup {
@@ -154,7 +171,8 @@ func (c *session) register(s *socket.Socket, pattern string) {
 		return
 	}
 	c.mu.Lock()
-	c.regs[pattern] = subjects
+	// Frames come one at a time, so the pattern is still new here.
+	c.regs = append(c.regs, registration{pattern: pattern, subjects: subjects})
 	c.mu.Unlock()
 	ack(s, "register", pattern)
 	c.registered(s)
@@ -164,8 +182,13 @@ func (c *session) register(s *socket.Socket, pattern string) {
 // registered is acknowledged as a no-op.
 func (c *session) deregister(s *socket.Socket, pattern string) {
 	c.mu.Lock()
-	subjects, ok := c.regs[pattern]
-	delete(c.regs, pattern)
+	var subjects []string
+	i := c.find(pattern)
+	ok := i >= 0
+	if ok {
+		subjects = c.regs[i].subjects
+		c.regs = slices.Delete(c.regs, i, i+1)
+	}
 	c.mu.Unlock()
 	if ok {
 		s.Unsubscribe(c.client, subjects)

@@ -100,8 +100,8 @@ func (c *session) catchUp(s *socket.Socket, pos string) {
 		pos = c.since
 	}
 	var subjects []string
-	for _, subs := range c.regs {
-		subjects = append(subjects, subs...)
+	for _, r := range c.regs {
+		subjects = append(subjects, r.subjects...)
 	}
 	c.mu.Unlock()
 	slices.Sort(subjects)

@@ -12,8 +12,9 @@
 // Authenticate), how it encodes events (a hub.Encoder), and what it does on open and on an
 // inbound frame. Closes are wsconn.Disconnect values, returned as errors or passed to Close.
 //
-// Handler methods run on the connection's read goroutine, one at a time, so a handler's own
-// state needs no lock. Goodbye is the exception (see Goodbyer).
+// Handler methods run one at a time, never two at once (Open first, then each Frame on the
+// goroutine that read it), so a handler's own state needs no lock. Goodbye is the exception
+// (see Goodbyer).
 package socket
 
 import (
@@ -88,6 +89,10 @@ type Runtime struct {
 	JS            jetstream.JetStream
 	MaxReplay     int           // events one resume may replay (0: DefaultMaxReplay); further behind is "too old"
 	ReplayTimeout time.Duration // bound on one replay (0: DefaultReplayTimeout)
+
+	// endpointLogs holds one logger per endpoint: With copies the handler's state (a few
+	// hundred bytes), too much to repeat for every one of 10k idle connections.
+	endpointLogs sync.Map // endpoint -> *slog.Logger
 }
 
 // now is the runtime's clock.
@@ -105,6 +110,15 @@ func (rt *Runtime) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// endpointLog is the logger of the connections on endpoint.
+func (rt *Runtime) endpointLog(endpoint string) *slog.Logger {
+	if l, ok := rt.endpointLogs.Load(endpoint); ok {
+		return l.(*slog.Logger)
+	}
+	l, _ := rt.endpointLogs.LoadOrStore(endpoint, rt.log().With("endpoint", endpoint))
+	return l.(*slog.Logger)
+}
+
 // Serve runs one HTTP request of dialect d: Accept, upgrade,
 // and the connection on its own goroutine. Endpoint names the connection in the registry
 // (registry.Conn.Endpoint) and in logs. Serve returns once the connection is handed off, so
@@ -115,7 +129,7 @@ func (rt *Runtime) Serve(w http.ResponseWriter, r *http.Request, endpoint string
 		d.Refuse(w, err)
 		return
 	}
-	log := rt.log().With("endpoint", endpoint)
+	log := rt.endpointLog(endpoint)
 	conn, err := rt.Upgrader.Upgrade(w, r, log)
 	if err != nil {
 		log.Debug("socket: upgrade failed", "err", err) // gorilla has answered the request
@@ -151,7 +165,7 @@ type Socket struct {
 	connID  string          // the registry's id for this connection ("" untracked); guarded by mu
 	untrack func()          // guarded by mu
 	unwatch func()          // guarded by mu
-	clients []*hub.Client   // read goroutine only
+	clients []*hub.Client   // Open, Frame and finish only (never two at once)
 
 	// Resume state (resume.go): the last stream sequence sent, and the live frames held
 	// while the socket catches up.
@@ -165,16 +179,24 @@ func (s *Socket) run() {
 	if err := s.h.Open(s); err != nil {
 		s.Close(closeFor(err))
 	}
-	err := s.conn.ReadLoop(func(msg []byte) {
-		if err := s.h.Frame(s, msg); err != nil {
-			s.Close(closeFor(err))
-		}
-	})
+	s.conn.Start(s.frame, s.finish)
+}
+
+// frame hands one inbound frame to the handler.
+func (s *Socket) frame(msg []byte) {
+	if err := s.h.Frame(s, msg); err != nil {
+		s.Close(closeFor(err))
+	}
+}
+
+// finish cleans up once the connection has ended; err is why.
+func (s *Socket) finish(err error) {
 	if s.deadline != nil {
 		s.deadline.Stop()
 	}
 	s.counted(s.conn.ClosedWith(err))
-	// Clients are made only on this goroutine, so none can race this removal.
+	// Clients are made only by Open and Frame, which are done by now, so none can race this
+	// removal.
 	for _, c := range s.clients {
 		s.rt.Hub.Remove(c)
 	}
@@ -290,7 +312,7 @@ func (s *Socket) ConnID() string {
 }
 
 // Client returns a new hub client whose frames go to this socket through enc (nil: only
-// SubscribeWith is used). The runtime removes it when the socket ends. Read goroutine only.
+// SubscribeWith is used). The runtime removes it when the socket ends. Open and Frame only.
 func (s *Socket) Client(enc hub.Encoder) (*hub.Client, error) {
 	return s.ClientFor(s, enc)
 }
