@@ -122,7 +122,7 @@ loadtest:
 	$(GO) build -o $(BIN)/herald ./services/herald/cmd/herald
 	$(GO) build -o $(BIN)/herald-load ./services/herald/cmd/herald-load
 	@store="$$(mktemp -d)"; \
-	HERALD_ADMIN_PASSWORD=loadtest $(BIN)/herald -http.addr $(LOAD_HTTP) -grpc.addr $(LOAD_GRPC) \
+	HERALD_ADMIN_PASSWORD=loadtest $(BIN)/herald serve -http.addr $(LOAD_HTTP) -grpc.addr $(LOAD_GRPC) \
 		-nats.store-dir "$$store" >"$$store/herald.log" 2>&1 & pid=$$!; \
 	trap 'kill $$pid; wait $$pid; rm -rf "$$store"' EXIT; \
 	for i in $$(seq 300); do curl -fs http://$(LOAD_HTTP)/readyz >/dev/null && break; sleep 0.1; done; \
