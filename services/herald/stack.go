@@ -356,14 +356,18 @@ func (w *wiring) abort() {
 func (s *Stack) Banner(w io.Writer) {
 	f := s.Front()
 	h, g := s.HTTPAddr(), s.GRPCAddr()
-	web, ws, grpcurl, tlsLine := "http", "ws", "-plaintext", ""
+	web, ws, grpcurl, extra := "http", "ws", "-plaintext", ""
 	if f.TLS() {
 		web, ws = "https", "wss"
 		// curl -k and DRP's clients skip verification; pin the fingerprint to check it.
-		tlsLine = fmt.Sprintf("  TLS        certificate SHA-256 %s\n", f.Certificate().Fingerprint())
+		extra = fmt.Sprintf("  TLS        certificate SHA-256 %s\n", f.Certificate().Fingerprint())
 	}
 	if f.GRPCTLS() {
 		grpcurl = "-insecure"
+	}
+	if s.cfg.NATS.Listen {
+		// The port is the server's choice; herald-load -publish nats and the nats CLI need it.
+		extra += fmt.Sprintf("  NATS       %s   (-nats.listen)\n", s.NATSServer().ClientURL())
 	}
 	fmt.Fprintf(w, `
 Herald is running (embedded NATS, auth, ingest, edge). Ctrl-C stops it; a second Ctrl-C exits at once.
@@ -381,7 +385,7 @@ Log in (the admin password is HERALD_ADMIN_PASSWORD, or the generated one logged
 %[3]s
 The CLI: go run ./services/herald/cmd/herald login -u admin, then herald watch, run, keys, ... (herald --help)
 
-`, h, g, s.agentHint(ws+"://"+h), s.DevAPIKey(), web, ws, grpcurl, tlsLine)
+`, h, g, s.agentHint(ws+"://"+h), s.DevAPIKey(), web, ws, grpcurl, extra)
 }
 
 // agentHint is the Banner's line on starting an agent with the dev key; base is the edge's
