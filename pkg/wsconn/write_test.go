@@ -141,3 +141,35 @@ func handOffToFullSocket(t *testing.T) bool {
 	}
 	return filled
 }
+
+// A connection whose socket is held by another writer (a ping or close frame stuck in a
+// blocking write to a full socket) does not hold up the Writer either: Flush returns without
+// waiting for the lock, the neighbour gets its frame, and the held connection's frames follow
+// once the socket is free.
+func TestWriterSkipsABusySocket(t *testing.T) {
+	busy, neighbour := serve(t, rawConfig), serve(t, rawConfig)
+	var w Writer
+	busy.conn.SendVia([]byte("queued"), &w)
+	neighbour.conn.SendVia([]byte("hello"), &w)
+	busy.conn.bc.mu.Lock() // as a control frame's write holds it
+	flushed := make(chan struct{})
+	go func() {
+		w.Flush()
+		close(flushed)
+	}()
+	select {
+	case <-flushed:
+	case <-time.After(waitFor):
+		busy.conn.bc.mu.Unlock()
+		t.Fatal("Flush waited for a busy socket's lock")
+	}
+	_ = neighbour.client.SetReadDeadline(time.Now().Add(waitFor))
+	if _, msg, err := neighbour.client.ReadMessage(); err != nil || string(msg) != "hello" {
+		t.Fatalf("neighbour: %q, %v", msg, err)
+	}
+	busy.conn.bc.mu.Unlock()
+	_ = busy.client.SetReadDeadline(time.Now().Add(waitFor))
+	if _, msg, err := busy.client.ReadMessage(); err != nil || string(msg) != "queued" {
+		t.Fatalf("busy client after the lock was freed: %q, %v", msg, err)
+	}
+}

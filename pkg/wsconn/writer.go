@@ -66,13 +66,19 @@ func (c *Conn) finish(buf *[]byte, off int) {
 	c.flush()
 }
 
-// tryWriteFrames frames and writes without waiting for the socket. When the socket takes it
-// all, buf is nil. Otherwise buf[off:] is left to write and b.mu stays held: the caller must
-// hand buf to finish, which writes the rest, releases b.mu and recycles buf. A socket that
+// tryWriteFrames frames and writes without waiting for the socket, nor for its lock. When the
+// socket takes it all, buf is nil. Otherwise buf[off:] is left to write and b.mu stays held (off
+// -1: the lock was busy, nothing is written and b.mu is not held): the caller must hand buf to
+// finish, which writes the rest, releases b.mu and recycles buf. A socket that
 // offers no non-blocking write (a wrapped one) always leaves everything to finish.
 func (b *batchConn) tryWriteFrames(frames [][]byte, timeout time.Duration) (buf *[]byte, off int, err error) {
 	buf = frameBatch(frames)
-	b.mu.Lock()
+	if !b.mu.TryLock() {
+		// Another goroutine has the socket: a ping, pong or close frame in a blocking write to
+		// a client whose socket is full. Waiting for it here would stall the whole shard, so the
+		// batch goes to finish, on the connection's own goroutine (off -1: not locked yet).
+		return buf, -1, nil
+	}
 	if b.closeSent {
 		b.mu.Unlock()
 		recycle(buf)
@@ -137,6 +143,14 @@ func (b *batchConn) writeNonBlocking(p []byte) (int, error) {
 // recycles buf.
 func (b *batchConn) finish(buf *[]byte, off int, timeout time.Duration) error {
 	defer recycle(buf)
+	if off < 0 { // tryWriteFrames found the socket busy and wrote nothing
+		b.mu.Lock()
+		off = 0
+		if b.closeSent {
+			b.mu.Unlock()
+			return websocket.ErrCloseSent
+		}
+	}
 	defer b.mu.Unlock()
 	if err := b.freshDeadline(timeout); err != nil {
 		return err
