@@ -356,18 +356,29 @@ func sameData(live, latest []byte) bool {
 	return ok && (bytes.Equal(rest, []byte("}")) || bytes.HasPrefix(rest, []byte(`,"position":`)))
 }
 
-// open sends latest (nil: none) with its sequence, then the held frames, and lets live frames
-// through.
+// open sends latest (nil: none) with its sequence and the held frames, in stream order, and
+// lets live frames through. Held frames stored before the latest sample (an alert, say: alerts
+// and samples share the stream's sequence) go first: the socket drops any frame at or below the
+// last sequence it sent, so after the latest they would be lost.
 func (g *gate) open(latest []byte, seq uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	rest := g.held
 	if latest != nil {
+		if seq > 0 {
+			k := 0
+			for k < len(rest) && rest[k].seq > 0 && rest[k].seq < seq {
+				g.pass(rest[k].frame, rest[k].seq)
+				k++
+			}
+			rest = rest[k:]
+		}
 		g.Sink.Deliver(latest, seq)
 		if seq == 0 {
 			g.latest = latest
 		}
 	}
-	for _, f := range g.held {
+	for _, f := range rest {
 		g.pass(f.frame, f.seq)
 	}
 	g.held, g.opened = nil, true
