@@ -259,6 +259,9 @@ func (f *fleet) settle(clients []*resumeclient.Client, l *kill9Load, n int) []re
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	if err := l.tele.Enough(stored, kill9Servers, n); err != nil {
+		f.t.Fatal(err)
+	}
 	want := resumeclient.Expected{Events: acked, Samples: stored}
 	if err := testutil.Poll(30*time.Second, func() error { return want.Complete(clients) }); err != nil {
 		f.dumpEdges()

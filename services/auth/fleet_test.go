@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/authwire"
+	"github.com/heraldhq/herald/pkg/subject"
 	"github.com/heraldhq/herald/pkg/testutil"
 	"github.com/heraldhq/herald/pkg/testutil/natstest"
 	"github.com/heraldhq/herald/pkg/token"
@@ -234,5 +236,41 @@ func TestSigningKeyFileAppliedOnceThenRotated(t *testing.T) {
 	}
 	if _, err := c.Verifier().Verify(t.Context(), old.Token); err != nil {
 		t.Fatalf("token of the rotated key refused after the new file: %v", err)
+	}
+}
+
+// A signing entry written before the file's kid was recorded, whose file key was rotated away
+// (it is the previous key now), keeps its rotation when auth starts with that file again.
+func TestSigningKeyFileRotatedBeforeUpgradeStaysRotated(t *testing.T) {
+	t.Parallel()
+	js := newJetStream(t)
+	file, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := token.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "file.pem")
+	if err := token.WritePrivateKeyPEM(path, file); err != nil {
+		t.Fatal(err)
+	}
+	// An auth without the file creates the bucket; then the entry the previous version wrote
+	// after applying the file and one rotation replaces its key.
+	newService(t, auth.Config{AdminPassword: adminPW}, auth.Deps{JetStream: js})
+	kv, err := js.KeyValue(t.Context(), subject.AuthSigningBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := token.MarshalPrivateKeyPEM(rotated)
+	prev, _ := token.MarshalPrivateKeyPEM(file)
+	old, _ := json.Marshal(map[string][]byte{"current": cur, "previous": prev})
+	if _, err := kv.Put(t.Context(), "signing", old); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := newService(t, auth.Config{AdminPassword: adminPW, SigningKeyFile: path}, auth.Deps{JetStream: js})
+	if got, want := token.KeyID(b.PublicKey()), token.KeyID(rotated.Public().(ed25519.PublicKey)); got != want {
+		t.Fatalf("signs with %s, want the rotated %s: the upgrade undid a rotation", got, want)
 	}
 }

@@ -91,6 +91,10 @@ func (k *keyring) load(ctx context.Context, fromFile ed25519.PrivateKey) error {
 				return k.use(ctx, stored)
 			}
 			want.FileKeyID = fileKID // in place already, stored before the kid was recorded
+		case fromFile != nil && stored.FileKeyID == "" && cur != nil && len(stored.Previous) > 0 && previousIs(stored, fromFile):
+			// Stored before the kid was recorded, and rotated since the file was put in place:
+			// keep the rotation, record the file as applied.
+			want.FileKeyID = fileKID
 		case fromFile != nil && (cur == nil || stored.FileKeyID != fileKID):
 			want = signingEntryOf(fromFile, cur)
 			want.FileKeyID = fileKID
@@ -155,6 +159,12 @@ func (k *keyring) rotate(ctx context.Context) (string, error) {
 		return token.KeyID(fresh.Public().(ed25519.PublicKey)), nil
 	}
 	return "", errors.New("rotate signing key: too many concurrent updates")
+}
+
+// previousIs reports whether e's previous key is k.
+func previousIs(e signingEntry, k ed25519.PrivateKey) bool {
+	prev, err := token.ParsePrivateKeyPEM(e.Previous)
+	return err == nil && prev.Equal(k)
 }
 
 func signingEntryOf(cur, prev ed25519.PrivateKey) signingEntry {

@@ -311,6 +311,9 @@ func runResumeFleet(t *testing.T, disrupt, restore func(*resumeFleet, []*fleetEd
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := tele.Enough(stored, fleetServers, resumeEvents); err != nil {
+		t.Fatal(err)
+	}
 	want := resumeclient.Expected{Events: acked, Samples: stored}
 	var res resumeResult
 	res.publishErrors = len(pub.Errors())

@@ -21,11 +21,14 @@ import (
 // loop, which only queues frames.
 //
 // A message the stream does not acknowledge (no quorum while a node is lost, the stream
-// missing, the window full) is not retried: a sample is superseded by the next within
-// seconds, and a retry would store it out of order. It is counted (TelemetryLost, the
-// herald_ingest_telemetry_lost_total counter) and logged. Because edges read only what the
-// stream stored, such a message reaches no viewer, live or replaying: every viewer sees the
-// same sequence, with no silent hole between what one saw live and another replayed.
+// missing, the window full, an acknowledgement that timed out) is not retried: a sample is
+// superseded by the next within seconds, and a retry would store it out of order. It is
+// counted (TelemetryLost, the herald_ingest_telemetry_lost_total counter) and logged. Edges
+// read only what the stream stored, so every viewer sees the same sequence, live or replaying,
+// with no hole between what one saw live and another replayed; a message counted lost because
+// its acknowledgement timed out may still have been stored, and then every viewer gets it.
+// Alerts follow the same rule: while the stream cannot take writes (no quorum) they are not
+// delivered either, and the counter and the log say so.
 const (
 	telemetryWindow = 4096
 	telemetryStall  = 200 * time.Millisecond

@@ -106,3 +106,14 @@ func (tl *Telemetry) Stored(ctx context.Context) (map[string][]Acked, error) {
 	}
 	return out, nil
 }
+
+// Enough reports a server of which the stream stored fewer than the n samples sent, less those
+// not acknowledged, or none at all: viewers checked against such a record would prove little.
+func (tl *Telemetry) Enough(stored map[string][]Acked, servers []string, n int) error {
+	for _, srv := range servers {
+		if got := len(stored[srv]); got == 0 || int64(got) < int64(n)-tl.Lost() {
+			return fmt.Errorf("telemetry: %d samples of %s stored, %d sent, %d not acknowledged", got, srv, n, tl.Lost())
+		}
+	}
+	return nil
+}

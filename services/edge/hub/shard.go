@@ -41,10 +41,12 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 	// linger is armed only while a burst waits for company (Config.WriteDelay).
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
-	wide := uint64(0) // deliveries of the last burst
+	wide := uint64(0)  // deliveries of the last burst
+	var last time.Time // when the last burst was written
 	for {
 		select {
 		case <-ctx.Done():
+			s.w.Flush() // what was handed out is written, so no connection waits on it
 			return
 		case j := <-s.jobs:
 			handed := h.deliver(s, j)
@@ -53,7 +55,8 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 			// WriteDelay for more: at a thousand events a second to a thousand sockets, one
 			// write per event per socket is a million write(2)s a second here and as many
 			// wake-ups in the clients; a millisecond's wait makes each write carry several.
-			wait := h.cfg.WriteDelay > 0 && wide >= lingerDeliveries
+			// Only a busy shard waits: after a pause a lone event goes at once.
+			wait := h.cfg.WriteDelay > 0 && wide >= lingerDeliveries && time.Since(last) < lingerIdle*h.cfg.WriteDelay
 			armed := false
 			size := len(j.m.Data)
 		burst:
@@ -74,6 +77,7 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 						armed = false
 						break burst
 					case <-ctx.Done():
+						s.w.Flush()
 						return
 					}
 				}
@@ -85,6 +89,7 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 			}
 			wide = handed
 			s.w.Flush()
+			last = time.Now()
 		}
 	}
 }
@@ -92,6 +97,10 @@ func (h *Hub) runShard(ctx context.Context, s *shard) {
 // lingerDeliveries is how many frames a burst must have handed out for the next one to wait
 // (Config.WriteDelay): a narrow fan-out gains little from fewer writes and keeps its latency.
 const lingerDeliveries = 64
+
+// lingerIdle: a shard whose last burst was more than this many WriteDelays ago is not busy, and
+// writes its next burst at once.
+const lingerIdle = 10
 
 // deliver hands one message to the shard's members of its topic and says to how many.
 // Shard goroutine only.
