@@ -120,22 +120,27 @@ const DuplicateWindow = 2 * time.Minute
 // business (deploy/nats/cluster.conf syncs every write before acknowledging it); with replicas
 // 3 an acknowledgement means a quorum of nodes stored it.
 func StreamConfig(maxAge time.Duration, maxBytes int64, replicas int) jetstream.StreamConfig {
+	cfg := storedAndRepublished(maxAge, maxBytes, replicas, subject.EventsWildcard, subject.RepublishedWildcard)
+	cfg.Name = subject.EventStream
+	cfg.Description = "Herald events, kept so reconnecting clients can catch up"
+	cfg.Subjects = []string{subject.EventsWildcard}
+	// NATS refuses a duplicate window longer than the stream keeps messages.
+	cfg.Duplicates = min(DuplicateWindow, maxAge)
+	return cfg
+}
+
+// storedAndRepublished is what Herald's two streams share: on file, on replicas nodes, oldest
+// dropped first past maxAge or maxBytes, and every message stored republished from source
+// onto destination with its sequence, which is where edges read.
+func storedAndRepublished(maxAge time.Duration, maxBytes int64, replicas int, source, destination string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:        subject.EventStream,
-		Description: "Herald events, kept so reconnecting clients can catch up",
-		Subjects:    []string{subject.EventsWildcard},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      maxAge,
-		MaxBytes:    maxBytes,
-		Replicas:    replicas,
-		// NATS refuses a duplicate window longer than the stream keeps messages.
-		Duplicates: min(DuplicateWindow, maxAge),
-		RePublish: &jetstream.RePublish{
-			Source:      subject.EventsWildcard,
-			Destination: subject.RepublishedWildcard,
-		},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		Discard:   jetstream.DiscardOld,
+		MaxAge:    maxAge,
+		MaxBytes:  maxBytes,
+		Replicas:  replicas,
+		RePublish: &jetstream.RePublish{Source: source, Destination: destination},
 	}
 }
 
@@ -156,22 +161,12 @@ const (
 // message ids (a sample is not retried), so the duplicate window only has to be valid: the
 // smallest NATS keeps.
 func TelemetryConfig(maxAge time.Duration, maxBytes int64, replicas int) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        subject.TelemetryStream,
-		Description: "Herald servers' recent samples, alerts and log entries, kept so reconnecting viewers can catch up",
-		Subjects:    subject.TelemetrySubjects,
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      maxAge,
-		MaxBytes:    maxBytes,
-		Replicas:    replicas,
-		Duplicates:  min(telemetryDuplicateWindow, maxAge),
-		RePublish: &jetstream.RePublish{
-			Source:      subject.TelemetryRepublishSource,
-			Destination: subject.TelemetryRepublishDestination,
-		},
-	}
+	cfg := storedAndRepublished(maxAge, maxBytes, replicas, subject.TelemetryRepublishSource, subject.TelemetryRepublishDestination)
+	cfg.Name = subject.TelemetryStream
+	cfg.Description = "Herald servers' recent samples, alerts and log entries, kept so reconnecting viewers can catch up"
+	cfg.Subjects = subject.TelemetrySubjects
+	cfg.Duplicates = min(telemetryDuplicateWindow, maxAge)
+	return cfg
 }
 
 const telemetryDuplicateWindow = time.Second
